@@ -1,0 +1,152 @@
+"""Artifacts are stored by their sha256 under `<root>/sha256/<aa>/<digest>`.
+
+The root is any fsspec URI: `file:///...` works out of the box, `s3://` and `gs://` once the
+matching fsspec backend (s3fs, gcsfs) is installed. An instance never reads the store directly:
+it asks `local_artifact_path`, which returns a local file checked against its digest, so a
+runtime always loads from local disk (and can memory-map it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import fsspec
+
+__all__ = ["ArtifactError", "ArtifactStore", "local_artifact_path", "sha256_file"]
+
+_CHUNK = 1024 * 1024
+
+
+class ArtifactError(Exception):
+    """An artifact that cannot be stored or fetched (missing, too large, digest mismatch)."""
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _key(digest: str) -> str:
+    return f"sha256/{digest[:2]}/{digest}"
+
+
+def _fs(root: str) -> tuple[Any, str]:
+    fs, path = fsspec.core.url_to_fs(root)
+    return fs, str(path).rstrip("/")
+
+
+class ArtifactStore:
+    def __init__(self, root_uri: str, staging_dir: Path) -> None:
+        self.root_uri = root_uri
+        self._fs, self._root = _fs(root_uri)
+        self._staging = staging_dir
+        self._staging.mkdir(parents=True, exist_ok=True)
+        self._fs.makedirs(self._root, exist_ok=True)
+
+    def exists(self, digest: str) -> bool:
+        return bool(self._fs.exists(f"{self._root}/{_key(digest)}"))
+
+    def size(self, digest: str) -> int:
+        return int(self._fs.size(f"{self._root}/{_key(digest)}"))
+
+    async def put_stream(self, chunks: AsyncIterator[bytes], *, max_bytes: int) -> tuple[str, int]:
+        """Store an upload; returns (sha256, size). Refuses bodies over `max_bytes`."""
+        h = hashlib.sha256()
+        size = 0
+        fd, tmp_name = tempfile.mkstemp(dir=self._staging, prefix="upload-")
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                async for chunk in chunks:
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise ArtifactError(f"artifact is larger than the limit of {max_bytes} bytes")
+                    h.update(chunk)
+                    f.write(chunk)
+            digest = h.hexdigest()
+            self._put_local(tmp, digest)
+            return digest, size
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def put_uri(self, uri: str, *, max_bytes: int) -> tuple[str, int]:
+        """Copy an artifact from any fsspec URI (or local path) into the store."""
+        fd, tmp_name = tempfile.mkstemp(dir=self._staging, prefix="fetch-")
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            try:
+                with fsspec.open(uri, "rb") as src, tmp.open("wb") as dst:
+                    copied = 0
+                    while chunk := src.read(_CHUNK):
+                        copied += len(chunk)
+                        if copied > max_bytes:
+                            raise ArtifactError(
+                                f"artifact {uri} is larger than the limit of {max_bytes} bytes"
+                            )
+                        dst.write(chunk)
+            except (FileNotFoundError, IsADirectoryError) as exc:
+                raise ArtifactError(f"artifact {uri} not found") from exc
+            except ImportError as exc:
+                raise ArtifactError(f"cannot read {uri}: {exc}") from exc
+            digest = sha256_file(tmp)
+            self._put_local(tmp, digest)
+            return digest, tmp.stat().st_size
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _put_local(self, local: Path, digest: str) -> None:
+        target = f"{self._root}/{_key(digest)}"
+        if self._fs.exists(target):
+            return  # content-addressed: same digest, same bytes
+        self._fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+        partial = f"{target}.partial-{os.getpid()}"
+        self._fs.put_file(str(local), partial)
+        self._fs.mv(partial, target)
+
+
+def local_artifact_path(store_uri: str, digest: str, cache_dir: Path) -> Path:
+    """A local file holding the artifact `digest`, fetched into `cache_dir` when remote.
+
+    A local store (file://) is read in place: copying would double the disk use for nothing.
+    A remote artifact is downloaded once per machine and checked against its digest before it
+    is published in the cache, so a torn or tampered download is never loaded.
+    """
+    fs, root = _fs(store_uri)
+    source = f"{root}/{_key(digest)}"
+    if "file" in _protocols(fs):
+        path = Path(source)
+        if not path.exists():
+            raise ArtifactError(f"artifact sha256:{digest} is missing from the store")
+        return path
+    cached = cache_dir / _key(digest)
+    if cached.exists():
+        return cached
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=cached.parent, prefix=".fetch-")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        with fs.open(source, "rb") as src, tmp.open("wb") as dst:
+            shutil.copyfileobj(src, dst, _CHUNK)
+        got = sha256_file(tmp)
+        if got != digest:
+            raise ArtifactError(f"artifact sha256:{digest} fetched with sha256:{got}; not loaded")
+        tmp.replace(cached)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return cached
+
+
+def _protocols(fs: Any) -> tuple[str, ...]:
+    proto = fs.protocol
+    return (proto,) if isinstance(proto, str) else tuple(proto)

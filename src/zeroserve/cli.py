@@ -1,0 +1,250 @@
+"""`zeroserve up | deploy | ls | status | invoke | rm`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+from rich.table import Table
+
+from zeroserve.client import ApiError, Client
+from zeroserve.settings import Settings, default_state_dir, default_url
+
+app = typer.Typer(
+    help="zeroserve: serverless inference you run yourself.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+UrlOption = Annotated[
+    str, typer.Option("--url", help="Platform URL (env ZEROSERVE_URL).", show_default=False)
+]
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(1)
+
+
+def _client(url: str | None) -> Client:
+    return Client(url or default_url())
+
+
+@app.command()
+def up(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(help="Registry and artifacts live here [default: ~/.zeroserve]."),
+    ] = None,
+    max_body_mb: Annotated[
+        int | None, typer.Option(help="Largest inference request body, MiB [default: 16].")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning.")] = "info",
+) -> None:
+    """Run the platform in the foreground."""
+    import uvicorn
+
+    from zeroserve.gateway import create_app
+
+    try:
+        settings = Settings.from_env(
+            state_dir=(state_dir or default_state_dir()).expanduser().resolve(),
+            host=host,
+            port=port,
+            max_body_bytes=max_body_mb * 1024 * 1024 if max_body_mb else None,
+        )
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    base = f"http://{host}:{port}"
+    console.print(f"[bold]zeroserve[/bold] on {base}  (state: {settings.state_dir})")
+    console.print(f"  API docs  {base}/docs   OpenAPI {base}/openapi.json   metrics {base}/metrics")
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
+
+
+def _load_spec_file(path: Path) -> dict[str, Any]:
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise _fail(f"cannot read {path}: {exc}") from None
+    if not isinstance(doc, dict):
+        raise _fail(f"{path} must hold a mapping (name, artifact, runtime, scaling, ...)")
+    artifact = doc.get("artifact")
+    if isinstance(artifact, str) and "://" not in artifact:
+        doc["artifact"] = str((path.parent / artifact).resolve())
+    return doc
+
+
+def _artifact_ref(client: Client, artifact: str) -> dict[str, Any]:
+    local = Path(artifact).expanduser()
+    if "://" in artifact and not artifact.startswith("file://"):
+        return {"uri": artifact}
+    if artifact.startswith("file://"):
+        local = Path(artifact.removeprefix("file://"))
+    if not local.is_file():
+        raise _fail(f"artifact {artifact} is not a file")
+    size = local.stat().st_size
+    with Progress(
+        "[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+        TransferSpeedColumn(), console=err, transient=True, disable=size < 8 * 1024 * 1024,
+    ) as progress:  # fmt: skip
+        task = progress.add_task(f"uploading {local.name}", total=size)
+        uploaded = client.upload(local, lambda n: progress.advance(task, n))
+    return {"sha256": uploaded["sha256"], "filename": local.name}
+
+
+@app.command()
+def deploy(
+    name: Annotated[str | None, typer.Argument(help="Model name, e.g. iris.")] = None,
+    path: Annotated[str | None, typer.Argument(help="Artifact file, or an s3:// gs:// URI.")] = None,
+    file: Annotated[Path | None, typer.Option("-f", "--file", help="A deployment spec YAML.")] = None,
+    runtime: Annotated[str | None, typer.Option(help="onnx, sklearn, python or torch.")] = None,
+    trust: Annotated[bool, typer.Option("--trust", help="Allow loading a pickle (sklearn).")] = False,
+    min_instances: Annotated[int | None, typer.Option(help="Warm instances kept [0].")] = None,
+    max_instances: Annotated[int | None, typer.Option(help="Instance ceiling [4].")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="In-flight per instance [4].")] = None,
+    idle_timeout: Annotated[float | None, typer.Option(help="Seconds idle before stop [300].")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Seconds per invocation [30].")] = None,
+    memory: Annotated[int | None, typer.Option(help="Memory limit per instance, MB.")] = None,
+    python_class: Annotated[str | None, typer.Option("--class", help="Python runtime class.")] = None,
+    url: UrlOption = "",
+) -> None:
+    """Upload an artifact and create a new immutable version; prints the version."""
+    doc: dict[str, Any] = _load_spec_file(file) if file else {}
+    name = name or doc.pop("name", None)
+    doc.pop("name", None)
+    artifact = path or doc.pop("artifact", None)
+    doc.pop("artifact", None)
+    if not name or not artifact:
+        raise _fail("give NAME and PATH, or -f spec.yaml with name and artifact")
+    scaling = dict(doc.pop("scaling", None) or {})
+    for key, value in {
+        "min_instances": min_instances, "max_instances": max_instances,
+        "concurrency": concurrency, "idle_timeout_s": idle_timeout,
+    }.items():  # fmt: skip
+        if value is not None:
+            scaling[key] = value
+    overrides = {"runtime": runtime, "timeout_s": timeout, "memory_mb": memory,
+                 "python_class": python_class}  # fmt: skip
+    doc.update({k: v for k, v in overrides.items() if v is not None})
+    if trust:
+        doc["trust"] = True
+    with _client(url) as client:
+        try:
+            doc["artifact"] = _artifact_ref(client, artifact)
+            doc["scaling"] = scaling
+            result = client.deploy(name, doc)
+        except ApiError as exc:
+            raise _fail(exc.message) from None
+    console.print(
+        f"deployed [bold]{name}[/bold] version [bold]{result['version']}[/bold]"
+        f" ({result['runtime']}, sha256:{result['artifact']['sha256'][:12]})"
+    )
+
+
+@app.command("ls")
+def list_models(url: UrlOption = "") -> None:
+    """List deployed models."""
+    with _client(url) as client:
+        try:
+            models = client.models()
+        except ApiError as exc:
+            raise _fail(exc.message) from None
+    table = Table("model", "versions", "traffic", "instances", "runtime")
+    for m in models:
+        traffic = ", ".join(f"v{t['version']}:{t['percent']}%" for t in m["traffic"])
+        latest = m["versions"][-1] if m["versions"] else {}
+        table.add_row(
+            m["name"], str(len(m["versions"])), traffic, str(m["instances"]), latest.get("runtime", "")
+        )
+    console.print(table)
+
+
+@app.command()
+def status(
+    name: str,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON.")] = False,
+    url: UrlOption = "",
+) -> None:
+    """Versions, traffic and live instances of one model."""
+    with _client(url) as client:
+        try:
+            doc = client.status(name)
+        except ApiError as exc:
+            raise _fail(exc.message) from None
+    if as_json:
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return
+    traffic = ", ".join(f"v{t['version']}:{t['percent']}%" for t in doc["traffic"])
+    console.print(f"[bold]{doc['name']}[/bold]  traffic {traffic}  instances {doc['instances']}")
+    table = Table("version", "runtime", "instances", "starting", "queued", "min/max", "artifact")
+    for v in doc["versions"]:
+        s = v["scaling"]
+        table.add_row(
+            str(v["version"]), v["runtime"], str(v["instances"]), str(v["starting"]),
+            str(v["queued"]), f"{s['min_instances']}/{s['max_instances']}",
+            f"{v['artifact']['filename']} sha256:{v['artifact']['sha256'][:12]}",
+        )  # fmt: skip
+    console.print(table)
+
+
+@app.command()
+def invoke(
+    name: str,
+    data: Annotated[str, typer.Option(help="JSON body (V2 'inputs' tensors or V1 'instances'), or @file.")],
+    version: Annotated[int | None, typer.Option(help="A specific version (V2 only).")] = None,
+    url: UrlOption = "",
+) -> None:
+    """Run one inference and print the response."""
+    raw = Path(data[1:]).read_text() if data.startswith("@") else data
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise _fail(f"--data is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise _fail("--data must be a JSON object")
+    with _client(url) as client:
+        try:
+            result = client.invoke(name, body, version)
+        except ApiError as exc:
+            raise _fail(exc.message) from None
+    sys.stdout.write(json.dumps(result, indent=2) + "\n")
+
+
+@app.command("rm")
+def remove(name: str, url: UrlOption = "") -> None:
+    """Remove a model with all its versions and instances."""
+    with _client(url) as client:
+        try:
+            client.remove(name)
+        except ApiError as exc:
+            raise _fail(exc.message) from None
+    console.print(f"removed [bold]{name}[/bold]")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

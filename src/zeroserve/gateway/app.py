@@ -1,0 +1,53 @@
+"""The ASGI app: V2, V1 and native routes over one `Platform`."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from zeroserve.gateway import native, v1, v2
+from zeroserve.gateway.errors import exception_handlers
+from zeroserve.gateway.openapi import DOCS_HTML, openapi_document
+from zeroserve.gateway.responses import json_response
+from zeroserve.platform import Platform
+from zeroserve.settings import Settings
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: Settings, platform: Platform | None = None) -> Starlette:
+    document = openapi_document()
+
+    async def openapi(request: Request) -> Response:
+        return json_response(document)
+
+    async def docs(request: Request) -> Response:
+        return HTMLResponse(DOCS_HTML)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        core = platform or Platform(settings)
+        app.state.platform = core
+        await core.start()
+        try:
+            yield
+        finally:
+            await core.close()
+
+    routes = [
+        *v2.routes,
+        *v1.routes,
+        *native.routes,
+        Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/docs", docs, methods=["GET"]),
+    ]
+    return Starlette(
+        routes=routes,
+        exception_handlers=exception_handlers,  # type: ignore[arg-type]
+        lifespan=lifespan,
+    )

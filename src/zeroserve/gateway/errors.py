@@ -1,0 +1,93 @@
+"""HTTP errors: every failure becomes `{"error": "..."}` with the right status.
+
+Exceptions from the core are translated to statuses here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from zeroserve.artifacts import ArtifactError
+from zeroserve.instances import ModelError
+from zeroserve.platform import DeployError, NotFound
+from zeroserve.registry import RegistryError
+from zeroserve.scaling import (
+    InstanceCrashed,
+    InvocationTimeout,
+    PoolClosed,
+    QueueTimeout,
+    StartFailed,
+)
+from zeroserve.tensors import TensorError
+
+__all__ = ["ApiError", "error_response", "exception_handlers", "to_api_error"]
+
+log = logging.getLogger("zeroserve.gateway")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    body = json.dumps({"error": message}).encode()
+    return Response(body, status_code=status, headers=headers, media_type="application/json")
+
+
+def to_api_error(exc: Exception) -> ApiError:
+    """The status a core exception stands for."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, NotFound):
+        return ApiError(404, str(exc))
+    if isinstance(exc, TensorError):
+        return ApiError(400, str(exc))
+    if isinstance(exc, (DeployError, RegistryError)):
+        return ApiError(422, str(exc))
+    if isinstance(exc, ArtifactError):
+        status = 413 if "larger than the limit" in str(exc) else 422
+        return ApiError(status, str(exc))
+    if isinstance(exc, ModelError):
+        return ApiError(422, f"the model could not process this input: {exc}")
+    if isinstance(exc, InvocationTimeout):
+        return ApiError(504, str(exc))
+    if isinstance(exc, (QueueTimeout, StartFailed, InstanceCrashed, PoolClosed)):
+        return ApiError(503, str(exc), {"Retry-After": "1"})
+    raise exc
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.message, exc.headers)
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    messages = {
+        404: f"no route {request.url.path}",
+        405: f"method {request.method} is not allowed on {request.url.path}",
+    }
+    message = messages.get(exc.status_code, str(exc.detail))
+    return error_response(exc.status_code, message, dict(exc.headers or {}))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    # A bug: say so in JSON, log the traceback; never an HTML page.
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(500, f"internal error: {type(exc).__name__}")
+
+
+exception_handlers = {
+    ApiError: _api_error,
+    HTTPException: _http_exception,
+    Exception: _unexpected,
+}

@@ -1,0 +1,61 @@
+"""The one path every protocol's inference takes after decoding: route, validate, run in the
+pool, meter. Protocol modules only decode and encode."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from zeroserve.gateway.errors import ApiError, to_api_error
+from zeroserve.platform import Platform
+from zeroserve.scaling.pool import Result
+from zeroserve.spec import VersionSpec
+from zeroserve.tensors import Tensors
+
+__all__ = ["Metered", "parse_version"]
+
+
+def parse_version(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise ApiError(404, f"version {raw!r} not found: versions are positive integers")
+    return int(raw)
+
+
+@dataclass
+class Metered:
+    """Counts and times one inference request under its model, version and protocol."""
+
+    platform: Platform
+    protocol: str
+    model: str = ""
+    version: str = ""
+    status: int = 200
+    started: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.started = time.perf_counter()
+
+    def route(self, name: str, version: int | None) -> VersionSpec:
+        self.model = name
+        spec = self.platform.route(name, version)
+        self.version = str(spec.version)
+        return spec
+
+    async def infer(self, spec: VersionSpec, inputs: Tensors) -> Result:
+        return await self.platform.infer(spec, inputs)
+
+    def fail(self, exc: Exception) -> ApiError:
+        err = to_api_error(exc)
+        self.status = err.status
+        return err
+
+    def done(self) -> None:
+        if not self.model or not self.version:
+            return  # unknown model: no label set to grow
+        m = self.platform.metrics
+        m.requests.labels(self.model, self.version, self.protocol, str(self.status)).inc()
+        m.request_seconds.labels(self.model, self.version).observe(
+            time.perf_counter() - self.started
+        )

@@ -1,0 +1,139 @@
+"""The native JSON API: artifacts, deploy, list, status, traffic, delete, metrics."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from zeroserve.gateway.body import read_body
+from zeroserve.gateway.errors import ApiError, to_api_error
+from zeroserve.gateway.invoke import parse_version
+from zeroserve.gateway.responses import json_response
+from zeroserve.platform import Platform, version_view
+from zeroserve.spec import DeployRequest, TrafficSplit
+
+__all__ = ["routes", "validation_message"]
+
+
+def _platform(request: Request) -> Platform:
+    platform: Platform = request.app.state.platform
+    return platform
+
+
+def validation_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "body"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+async def _json_body(request: Request, model: type[BaseModel]) -> Any:
+    body = await read_body(request, 1024 * 1024)
+    try:
+        doc = json.loads(body) if body.strip() else None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"malformed JSON: {exc}") from None
+    try:
+        return model.model_validate(doc)
+    except ValidationError as exc:
+        raise ApiError(422, validation_message(exc)) from None
+
+
+async def upload_artifact(request: Request) -> Response:
+    platform = _platform(request)
+    limit = platform.settings.max_artifact_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"artifact is {declared} bytes; the limit is {limit} bytes")
+
+    async def chunks() -> AsyncIterator[bytes]:
+        async for chunk in request.stream():
+            yield chunk
+
+    try:
+        digest, size = await platform.upload(chunks())
+    except Exception as exc:
+        raise to_api_error(exc) from None
+    return json_response({"sha256": digest, "size": size}, status=201)
+
+
+async def deploy(request: Request) -> Response:
+    name = request.path_params["name"]
+    deploy_request = await _json_body(request, DeployRequest)
+    try:
+        spec = await _platform(request).deploy(name, deploy_request)
+    except Exception as exc:
+        raise to_api_error(exc) from None
+    return json_response({"model": name, **version_view(spec)}, status=201)
+
+
+async def list_models(request: Request) -> Response:
+    platform = _platform(request)
+    return json_response(
+        {"models": [platform.status(r.name) for r in platform.models()]}
+    )
+
+
+async def model_status(request: Request) -> Response:
+    try:
+        return json_response(_platform(request).status(request.path_params["name"]))
+    except Exception as exc:
+        raise to_api_error(exc) from None
+
+
+async def version_status(request: Request) -> Response:
+    try:
+        version = parse_version(request.path_params["version"])
+        spec = _platform(request).version(request.path_params["name"], version)
+    except Exception as exc:
+        raise to_api_error(exc) from None
+    return json_response({"model": spec.model, **version_view(spec)})
+
+
+class _TrafficBody(BaseModel):
+    traffic: list[TrafficSplit]
+
+
+async def set_traffic(request: Request) -> Response:
+    name = request.path_params["name"]
+    body = await _json_body(request, _TrafficBody)
+    try:
+        _platform(request).set_traffic(name, body.traffic)
+        return json_response(_platform(request).status(name))
+    except Exception as exc:
+        raise to_api_error(exc) from None
+
+
+async def delete_model(request: Request) -> Response:
+    name = request.path_params["name"]
+    try:
+        await _platform(request).remove(name)
+    except Exception as exc:
+        raise to_api_error(exc) from None
+    return json_response({"deleted": name})
+
+
+async def metrics(request: Request) -> Response:
+    return Response(
+        _platform(request).metrics.render(),
+        media_type="text/plain; version=0.0.4; charset=utf-8",
+    )
+
+
+routes = [
+    Route("/api/artifacts", upload_artifact, methods=["PUT"]),
+    Route("/api/models", list_models, methods=["GET"]),
+    Route("/api/models/{name}", model_status, methods=["GET"]),
+    Route("/api/models/{name}", delete_model, methods=["DELETE"]),
+    Route("/api/models/{name}/versions", deploy, methods=["POST"]),
+    Route("/api/models/{name}/versions/{version}", version_status, methods=["GET"]),
+    Route("/api/models/{name}/traffic", set_traffic, methods=["PUT"]),
+    Route("/metrics", metrics, methods=["GET"]),
+]

@@ -1,0 +1,67 @@
+"""TF-Serving / KServe V1 protocol routes."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from zeroserve.gateway import codec_v1
+from zeroserve.gateway.codec_v2 import validate
+from zeroserve.gateway.body import check_content_type, read_body
+from zeroserve.gateway.errors import to_api_error
+from zeroserve.gateway.invoke import Metered
+from zeroserve.gateway.responses import json_response
+from zeroserve.platform import Platform
+
+__all__ = ["routes"]
+
+
+def _platform(request: Request) -> Platform:
+    platform: Platform = request.app.state.platform
+    return platform
+
+
+async def server_live(request: Request) -> Response:
+    # The KServe V1 client's liveness probe reads {"status": "alive"} at the root.
+    return json_response({"status": "alive", "name": "zeroserve", "docs": "/docs"})
+
+
+async def list_models(request: Request) -> Response:
+    return json_response({"models": [r.name for r in _platform(request).models()]})
+
+
+async def model_status(request: Request) -> Response:
+    name = request.path_params["name"]
+    try:
+        _platform(request).model(name)
+    except Exception as exc:
+        raise to_api_error(exc) from None
+    return json_response({"name": name, "ready": True})
+
+
+async def predict(request: Request) -> Response:
+    platform = _platform(request)
+    meter = Metered(platform, "v1")
+    try:
+        check_content_type(request)
+        spec = meter.route(request.path_params["name"], None)
+        body = await read_body(request, platform.settings.max_body_bytes)
+        inputs, rows = codec_v1.decode_request(body, spec.signature)
+        validate(inputs, spec.signature)
+        result = await meter.infer(spec, inputs)
+        payload = codec_v1.encode_response(result.outputs, rows)
+    except Exception as exc:
+        raise meter.fail(exc) from None
+    finally:
+        meter.done()
+    headers = {"x-zeroserve-cold-start": "true" if result.cold else "false"}
+    return Response(payload, headers=headers, media_type="application/json")
+
+
+routes = [
+    Route("/", server_live, methods=["GET"]),
+    Route("/v1/models", list_models, methods=["GET"]),
+    Route("/v1/models/{name}:predict", predict, methods=["POST"]),
+    Route("/v1/models/{name}", model_status, methods=["GET"]),
+]

@@ -1,0 +1,83 @@
+"""The backend interface: where instances run.
+
+The pool talks only to `Backend.start()` and the returned `Instance`: no pid, no shared
+memory, no local file. A `local` backend runs processes on this machine; a `ray` backend can
+run the same worker loop in actors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from zeroserve.instances.spec import InstanceSpec
+from zeroserve.spec import Signature
+from zeroserve.tensors import Tensors
+
+__all__ = [
+    "Backend",
+    "Instance",
+    "InstanceDied",
+    "ModelError",
+    "StartError",
+    "StartInfo",
+]
+
+
+class StartError(Exception):
+    """An instance could not start (its model failed to load, or it died while loading)."""
+
+
+class InstanceDied(Exception):
+    """The instance went away while a request was in flight on it."""
+
+
+class ModelError(Exception):
+    """The model's predict raised; the message is the model's own."""
+
+
+@dataclass(frozen=True)
+class StartInfo:
+    # Where the time of a cold start went, in milliseconds.
+    total_ms: float
+    fetch_ms: float
+    load_ms: float
+    path: str  # how the instance was started: "spawn" (a new interpreter), later "fork", ...
+
+
+class Instance(Protocol):
+    id: str
+    signature: Signature
+    start_info: StartInfo
+
+    @property
+    def alive(self) -> bool: ...
+
+    @property
+    def exit_reason(self) -> str | None:
+        """Why the instance is gone (e.g. "killed by SIGKILL"), None while it runs."""
+        ...
+
+    async def infer(self, inputs: Tensors) -> Tensors:
+        """Run one batch; raises ModelError or InstanceDied."""
+        ...
+
+    async def wait_closed(self) -> None:
+        """Return once the instance has exited, for whatever reason."""
+        ...
+
+    async def stop(self, grace_s: float = 2.0) -> None:
+        """Let in-flight work finish (up to grace_s), then make sure it is gone."""
+        ...
+
+    def kill(self) -> None:
+        """End it now (a stuck instance)."""
+        ...
+
+
+class Backend(Protocol):
+    name: str
+
+    async def start(self, spec: InstanceSpec, *, timeout_s: float) -> Instance: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,88 @@
+"""The platform's Prometheus metrics, on a registry of its own (not the process global), so
+two platforms in one process (tests) never share counters."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["Metrics"]
+
+# Latency buckets from 1 ms to 30 s: warm inference sits in the first few, cold starts and
+# slow models in the tail.
+_LATENCY_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75,
+    1.0, 2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "zeroserve_requests",
+            "Inference requests answered, by model, version, protocol and HTTP status.",
+            ["model", "version", "protocol", "status"],
+            registry=r,
+        )
+        self.request_seconds = Histogram(
+            "zeroserve_request_duration_seconds",
+            "Time from request received to response ready, gateway side.",
+            ["model", "version"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.cold_starts = Counter(
+            "zeroserve_cold_starts",
+            "Instances started, by how they were started (path).",
+            ["model", "version", "path"],
+            registry=r,
+        )
+        self.cold_start_seconds = Histogram(
+            "zeroserve_cold_start_seconds",
+            "Time to start an instance and load its model, by start path.",
+            ["model", "version", "path"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.start_failures = Counter(
+            "zeroserve_instance_start_failures",
+            "Instances that failed to start (model failed to load, died while loading).",
+            ["model", "version"],
+            registry=r,
+        )
+        self.instance_exits = Counter(
+            "zeroserve_instance_exits",
+            "Instances gone, by reason: idle (scaled down), crashed, timeout, shutdown.",
+            ["model", "version", "reason"],
+            registry=r,
+        )
+        self.instances = Gauge(
+            "zeroserve_instances",
+            "Live instances (loaded and serving).",
+            ["model", "version"],
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "zeroserve_queue_depth",
+            "Invocations waiting for an instance.",
+            ["model", "version"],
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "zeroserve_in_flight",
+            "Invocations running on instances.",
+            ["model", "version"],
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def forget(self, model: str, version: str) -> None:
+        """Drop a removed version's gauges so /metrics stops reporting it."""
+        for gauge in (self.instances, self.queue_depth, self.in_flight):
+            try:
+                gauge.remove(model, version)
+            except KeyError:
+                pass

@@ -1,0 +1,308 @@
+"""The platform core: registry + artifact store + pools, shared by every protocol.
+
+The gateway translates HTTP into calls on `Platform` and exceptions back into statuses;
+nothing here knows about HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from zeroserve.artifacts import ArtifactError, ArtifactStore
+from zeroserve.instances import Backend, InstanceSpec, LocalBackend, StartError
+from zeroserve.metering import Metrics
+from zeroserve.registry import ModelRecord, Registry, SqliteRegistry
+from zeroserve.routing import pick_version
+from zeroserve.scaling import Pool
+from zeroserve.scaling.pool import Result
+from zeroserve.settings import Settings
+from zeroserve.spec import (
+    DeployRequest,
+    TrafficSplit,
+    VersionSpec,
+    check_model_name,
+    infer_runtime,
+)
+from zeroserve.tensors import Tensors
+
+__all__ = ["DeployError", "NotFound", "Platform"]
+
+log = logging.getLogger("zeroserve.platform")
+
+
+class NotFound(Exception):
+    """An unknown model or version."""
+
+
+class DeployError(Exception):
+    """A deployment that cannot be made; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class _Key:
+    model: str
+    version: int
+
+
+class Platform:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        registry: Registry | None = None,
+        backend: Backend | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.settings = settings
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        self.registry: Registry = registry or SqliteRegistry(settings.registry_path)
+        self.store = ArtifactStore(settings.artifact_store_uri, settings.state_dir / "staging")
+        self.backend: Backend = backend or LocalBackend()
+        self.metrics = metrics or Metrics()
+        self._models: dict[str, ModelRecord] = {}
+        self._pools: dict[_Key, Pool] = {}
+        self._deploy_lock = asyncio.Lock()
+        self.started_at = time.time()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        for record in self.registry.list():
+            self._models[record.name] = record
+            self._apply_warm_pool(record)
+
+    async def close(self) -> None:
+        pools = list(self._pools.values())
+        self._pools.clear()
+        await asyncio.gather(*(p.close() for p in pools), return_exceptions=True)
+        await self.backend.close()
+        self.registry.close()
+
+    # -- models ------------------------------------------------------------------------------
+
+    def models(self) -> list[ModelRecord]:
+        return sorted(self._models.values(), key=lambda r: r.name)
+
+    def model(self, name: str) -> ModelRecord:
+        record = self._models.get(name)
+        if record is None:
+            raise NotFound(f"model {name!r} not found")
+        return record
+
+    def version(self, name: str, version: int | None) -> VersionSpec:
+        record = self.model(name)
+        if version is None:
+            return record.latest
+        spec = record.version(version)
+        if spec is None:
+            known = ", ".join(str(v.version) for v in record.versions)
+            raise NotFound(f"model {name!r} has no version {version} (versions: {known})")
+        return spec
+
+    async def upload(self, chunks: AsyncIterator[bytes]) -> tuple[str, int]:
+        return await self.store.put_stream(chunks, max_bytes=self.settings.max_artifact_bytes)
+
+    async def deploy(self, name: str, request: DeployRequest) -> VersionSpec:
+        try:
+            check_model_name(name)
+        except ValueError as exc:
+            raise DeployError(str(exc)) from None
+        digest, size, filename = await self._resolve_artifact(request)
+        runtime = request.runtime or infer_runtime(filename)
+        if runtime is None:
+            raise DeployError(
+                f"cannot tell the runtime from the file name {filename!r};"
+                " pass runtime (onnx, sklearn, python or torch)"
+            )
+        if runtime == "sklearn" and not request.trust:
+            raise DeployError(
+                "sklearn artifacts are pickles, and loading a pickle runs the code inside it;"
+                " deploy with --trust (trust: true) only if you trust where the file came from"
+            )
+        signature = await self._inspect(name, runtime, digest, request)
+        async with self._deploy_lock:
+            spec = VersionSpec(
+                model=name,
+                version=self.registry.next_version(name),
+                runtime=runtime,
+                artifact_sha256=digest,
+                artifact_filename=filename,
+                artifact_size=size,
+                trust=request.trust,
+                scaling=request.scaling,
+                timeout_s=request.timeout_s,
+                memory_mb=request.memory_mb,
+                python_class=request.python_class,
+                signature=signature,
+                created_at=time.time(),
+            )
+            self.registry.add_version(spec)
+            record = self.registry.get(name)
+            assert record is not None
+            self._models[name] = record
+        self._apply_warm_pool(record)
+        log.info("deployed %s v%d (%s, sha256:%s)", name, spec.version, runtime, digest[:12])
+        return spec
+
+    async def _resolve_artifact(self, request: DeployRequest) -> tuple[str, int, str]:
+        ref = request.artifact
+        if ref.sha256 is not None:
+            if not self.store.exists(ref.sha256):
+                raise DeployError(
+                    f"artifact sha256:{ref.sha256} is not in the store; upload it first"
+                    " (PUT /api/artifacts)"
+                )
+            return ref.sha256, self.store.size(ref.sha256), ref.filename or ref.sha256[:12]
+        assert ref.uri is not None
+        try:
+            digest, size = await asyncio.to_thread(
+                self.store.put_uri, ref.uri, max_bytes=self.settings.max_artifact_bytes
+            )
+        except ArtifactError as exc:
+            raise DeployError(str(exc)) from None
+        return digest, size, ref.filename or ref.uri.rstrip("/").rsplit("/", 1)[-1]
+
+    async def _inspect(
+        self, name: str, runtime: str, digest: str, request: DeployRequest
+    ) -> Any:
+        """Load the model once in a throwaway instance: a model that cannot load is refused
+        at deploy time, and its signature (inputs, outputs) is recorded with the version."""
+        spec = InstanceSpec(
+            instance_id=f"{name}-inspect-{digest[:8]}",
+            model=name,
+            version=0,
+            runtime=runtime,
+            artifact_sha256=digest,
+            store_uri=self.store.root_uri,
+            cache_dir=str(self.settings.cache_dir),
+            concurrency=1,
+            memory_mb=request.memory_mb,
+            options={"python_class": request.python_class},
+        )
+        try:
+            instance = await self.backend.start(spec, timeout_s=self.settings.start_timeout_s)
+        except StartError as exc:
+            raise DeployError(f"the model failed to load: {exc}") from None
+        try:
+            return instance.signature
+        finally:
+            await instance.stop()
+
+    def set_traffic(self, name: str, traffic: list[TrafficSplit]) -> ModelRecord:
+        self.model(name)
+        record = self.registry.set_traffic(name, traffic)
+        self._models[name] = record
+        self._apply_warm_pool(record)
+        return record
+
+    async def remove(self, name: str) -> None:
+        self.model(name)
+        self._models.pop(name, None)
+        doomed = [k for k in self._pools if k.model == name]
+        pools = [self._pools.pop(k) for k in doomed]
+        await asyncio.gather(*(p.close() for p in pools), return_exceptions=True)
+        self.registry.delete(name)
+        log.info("removed %s", name)
+
+    # -- invocations -------------------------------------------------------------------------
+
+    def route(self, name: str, version: int | None) -> VersionSpec:
+        """The version that serves this request: the one asked for, or one by traffic split."""
+        if version is not None:
+            return self.version(name, version)
+        record = self.model(name)
+        chosen = pick_version(record.traffic, random.random())
+        spec = record.version(chosen)
+        assert spec is not None, "traffic points at a version the registry holds"
+        return spec
+
+    async def infer(self, spec: VersionSpec, inputs: Tensors) -> Result:
+        return await self._pool(spec).infer(inputs)
+
+    def _pool(self, spec: VersionSpec) -> Pool:
+        key = _Key(spec.model, spec.version)
+        pool = self._pools.get(key)
+        if pool is None:
+            record = self._models.get(spec.model)
+            pool = Pool(
+                spec,
+                backend=self.backend,
+                metrics=self.metrics,
+                store_uri=self.store.root_uri,
+                cache_dir=str(self.settings.cache_dir),
+                queue_timeout_s=self.settings.queue_timeout_s,
+                start_timeout_s=self.settings.start_timeout_s,
+                min_instances=self._warm_target(record, spec) if record else 0,
+            )
+            self._pools[key] = pool
+        return pool
+
+    @staticmethod
+    def _warm_target(record: ModelRecord, spec: VersionSpec) -> int:
+        # The warm pool (min_instances) applies to versions that receive traffic; a version
+        # that no longer does still answers requests addressed to it, then scales to zero.
+        routed = {t.version for t in record.traffic if t.percent > 0}
+        return spec.scaling.min_instances if spec.version in routed else 0
+
+    def _apply_warm_pool(self, record: ModelRecord) -> None:
+        for spec in record.versions:
+            target = self._warm_target(record, spec)
+            key = _Key(spec.model, spec.version)
+            if key in self._pools:
+                self._pools[key].set_min_instances(target)
+            elif target > 0:
+                self._pool(spec)
+
+    # -- status ------------------------------------------------------------------------------
+
+    def status(self, name: str) -> dict[str, Any]:
+        record = self.model(name)
+        versions = []
+        total = 0
+        for spec in record.versions:
+            pool = self._pools.get(_Key(name, spec.version))
+            live = pool.status() if pool else {
+                "instances": 0, "starting": 0, "stopping": 0, "queued": 0, "in_flight": 0,
+            }  # fmt: skip
+            total += live["instances"]
+            versions.append({**_version_view(spec), **live})
+        return {
+            "name": record.name,
+            "created_at": record.created_at,
+            "traffic": [t.model_dump() for t in record.traffic],
+            "instances": total,
+            "versions": versions,
+        }
+
+    def instance_count(self, name: str) -> int:
+        return sum(
+            p.status()["instances"] for k, p in self._pools.items() if k.model == name
+        )
+
+
+def _version_view(spec: VersionSpec) -> dict[str, Any]:
+    return {
+        "version": spec.version,
+        "runtime": spec.runtime,
+        "artifact": {
+            "sha256": spec.artifact_sha256,
+            "filename": spec.artifact_filename,
+            "size": spec.artifact_size,
+        },
+        "trust": spec.trust,
+        "scaling": spec.scaling.model_dump(),
+        "timeout_s": spec.timeout_s,
+        "memory_mb": spec.memory_mb,
+        "signature": spec.signature.model_dump(),
+        "created_at": spec.created_at,
+    }
+
+
+def version_view(spec: VersionSpec) -> dict[str, Any]:
+    return _version_view(spec)

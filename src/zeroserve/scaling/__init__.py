@@ -1,0 +1,24 @@
+"""Scaling: the pure decisions (decide.py) and the pool that actuates them (pool.py)."""
+
+from zeroserve.scaling.decide import InstanceLoad, PoolLoad, instances_to_start, instances_to_stop
+from zeroserve.scaling.pool import (
+    InstanceCrashed,
+    InvocationTimeout,
+    Pool,
+    PoolClosed,
+    QueueTimeout,
+    StartFailed,
+)
+
+__all__ = [
+    "InstanceCrashed",
+    "InstanceLoad",
+    "InvocationTimeout",
+    "Pool",
+    "PoolClosed",
+    "PoolLoad",
+    "QueueTimeout",
+    "StartFailed",
+    "instances_to_start",
+    "instances_to_stop",
+]

@@ -1,0 +1,364 @@
+"""A pool: the instances of one version, and the queue in front of them.
+
+The queue is what Knative calls the activator: a request to a version with no free instance
+(also with none at all) waits here while instances start, and is refused only when it waited
+`queue_timeout_s`. The pool collects its load, asks `decide.py` what to do, and actuates
+through the backend; it never reads a pid or shares memory with an instance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from zeroserve.instances import (
+    Backend,
+    Instance,
+    InstanceDied,
+    InstanceSpec,
+    ModelError,
+    StartError,
+)
+from zeroserve.metering import Metrics
+from zeroserve.scaling.decide import InstanceLoad, PoolLoad, instances_to_start, instances_to_stop
+from zeroserve.spec import VersionSpec
+from zeroserve.tensors import Tensors
+
+__all__ = [
+    "InstanceCrashed",
+    "InvocationTimeout",
+    "Pool",
+    "PoolClosed",
+    "QueueTimeout",
+    "Result",
+    "StartFailed",
+]
+
+log = logging.getLogger("zeroserve.pool")
+
+# A failed start blocks new starts for a while, doubling up to the cap, so a model that
+# cannot load is not restarted in a tight loop (min_instances > 0 would otherwise spin).
+_BACKOFF_FIRST_S = 0.5
+_BACKOFF_MAX_S = 30.0
+# An invocation whose instance died is retried once on another: inference has no side effects.
+_MAX_ATTEMPTS = 2
+
+
+class QueueTimeout(Exception):
+    """No instance slot freed up within the queue timeout."""
+
+
+class InvocationTimeout(Exception):
+    """The instance did not answer within the version's timeout_s."""
+
+
+class InstanceCrashed(Exception):
+    """The instance died while running the invocation, twice in a row."""
+
+
+class StartFailed(Exception):
+    """No instance could be started to serve the invocation."""
+
+
+class PoolClosed(Exception):
+    """The pool was closed (model removed or platform stopping)."""
+
+
+@dataclass(frozen=True)
+class Result:
+    outputs: Tensors
+    cold: bool  # the invocation waited for an instance to start
+    instance_id: str
+
+
+@dataclass
+class _Invocation:
+    inputs: Tensors
+    future: asyncio.Future[Result]
+    enqueued_at: float
+    attempts: int = 0
+
+
+@dataclass
+class _Slot:
+    instance: Instance
+    ready_at: float
+    last_active: float
+    in_flight: int = 0
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+class Pool:
+    def __init__(
+        self,
+        version: VersionSpec,
+        *,
+        backend: Backend,
+        metrics: Metrics,
+        store_uri: str,
+        cache_dir: str,
+        queue_timeout_s: float,
+        start_timeout_s: float,
+        min_instances: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.version = version
+        self.min_instances = min_instances
+        self._backend = backend
+        self._metrics = metrics
+        self._store_uri = store_uri
+        self._cache_dir = cache_dir
+        self._queue_timeout_s = queue_timeout_s
+        self._start_timeout_s = start_timeout_s
+        self._clock = clock
+        self._labels = (version.model, str(version.version))
+        self._queue: deque[_Invocation] = deque()
+        self._slots: dict[str, _Slot] = {}
+        self._starting = 0
+        self._stopping = 0
+        self._backoff_s = 0.0
+        self._backoff_until = 0.0
+        self._closed = False
+        self._serial = itertools.count(1)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._ticker = asyncio.get_running_loop().create_task(self._tick_loop())
+        self._pump()
+
+    # -- public ------------------------------------------------------------------------------
+
+    async def infer(self, inputs: Tensors) -> Result:
+        if self._closed:
+            raise PoolClosed(f"version {self.version.version} of {self.version.model!r} is gone")
+        fut: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Invocation(inputs, fut, self._clock()))
+        self._pump()
+        return await fut
+
+    def set_min_instances(self, n: int) -> None:
+        self.min_instances = n
+        self._pump()
+
+    def status(self) -> dict[str, int]:
+        return {
+            "instances": len(self._slots),
+            "starting": self._starting,
+            "stopping": self._stopping,
+            "queued": len(self._queue),
+            "in_flight": sum(s.in_flight for s in self._slots.values()),
+        }
+
+    def instance_ids(self) -> list[str]:
+        return list(self._slots)
+
+    async def close(self) -> None:
+        self._closed = True
+        self._ticker.cancel()
+        while self._queue:
+            inv = self._queue.popleft()
+            if not inv.future.done():
+                inv.future.set_exception(PoolClosed("the model is being removed or the platform is stopping"))
+        slots = list(self._slots.values())
+        self._slots.clear()
+        await asyncio.gather(*(s.instance.stop() for s in slots), return_exceptions=True)
+        for task in list(self._tasks):
+            task.cancel()
+        self._metrics.forget(*self._labels)
+
+    # -- decide and actuate ------------------------------------------------------------------
+
+    def _spawn(self, coro: object) -> None:
+        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _free_slot(self) -> _Slot | None:
+        best: _Slot | None = None
+        for slot in self._slots.values():
+            if slot.in_flight < self.version.scaling.concurrency and slot.instance.alive:
+                if best is None or slot.in_flight < best.in_flight:
+                    best = slot
+        return best
+
+    def _pump(self) -> None:
+        """Dispatch what can run now, then start instances for what cannot."""
+        while self._queue and (slot := self._free_slot()) is not None:
+            inv = self._queue.popleft()
+            if inv.future.done():
+                continue  # its client went away while it waited
+            slot.in_flight += 1
+            self._spawn(self._run(slot, inv))
+        if self._closed:
+            return
+        load = PoolLoad(
+            queued=sum(1 for i in self._queue if not i.future.done()),
+            in_flight=sum(s.in_flight for s in self._slots.values()),
+            ready=len(self._slots),
+            starting=self._starting,
+            stopping=self._stopping,
+        )
+        n = instances_to_start(
+            load,
+            self.version.scaling,
+            min_instances=self.min_instances,
+            now=self._clock(),
+            backoff_until=self._backoff_until,
+        )
+        for _ in range(n):
+            self._starting += 1
+            self._spawn(self._start_one())
+        self._publish(load)
+
+    def _publish(self, load: PoolLoad) -> None:
+        self._metrics.instances.labels(*self._labels).set(load.ready)
+        self._metrics.queue_depth.labels(*self._labels).set(load.queued)
+        self._metrics.in_flight.labels(*self._labels).set(load.in_flight)
+
+    async def _run(self, slot: _Slot, inv: _Invocation) -> None:
+        inv.attempts += 1
+        try:
+            outputs = await asyncio.wait_for(
+                slot.instance.infer(inv.inputs), timeout=self.version.timeout_s
+            )
+            if not inv.future.done():
+                cold = slot.ready_at > inv.enqueued_at
+                inv.future.set_result(Result(outputs, cold, slot.instance.id))
+        except asyncio.TimeoutError:
+            # A stuck instance holds a slot forever: replace it. Its other in-flight
+            # invocations see InstanceDied and are retried on a fresh instance.
+            self._fail(inv, InvocationTimeout(
+                f"the model did not answer within its timeout of {self.version.timeout_s:g} s"
+            ))  # fmt: skip
+            slot.instance.kill()
+        except ModelError as exc:
+            self._fail(inv, exc)
+        except InstanceDied as exc:
+            if inv.attempts < _MAX_ATTEMPTS and not inv.future.done() and not self._closed:
+                self._queue.appendleft(inv)
+            else:
+                self._fail(inv, InstanceCrashed(f"the instance running this request {exc.args[0].removeprefix('instance ')}"))
+        finally:
+            slot.in_flight -= 1
+            slot.last_active = self._clock()
+            self._pump()
+
+    @staticmethod
+    def _fail(inv: _Invocation, exc: Exception) -> None:
+        if not inv.future.done():
+            inv.future.set_exception(exc)
+
+    def _instance_spec(self) -> InstanceSpec:
+        v = self.version
+        return InstanceSpec(
+            instance_id=f"{v.model}-v{v.version}-{next(self._serial)}-{uuid.uuid4().hex[:6]}",
+            model=v.model,
+            version=v.version,
+            runtime=v.runtime,
+            artifact_sha256=v.artifact_sha256,
+            store_uri=self._store_uri,
+            cache_dir=self._cache_dir,
+            concurrency=v.scaling.concurrency,
+            memory_mb=v.memory_mb,
+            options=v.options(),
+        )
+
+    async def _start_one(self) -> None:
+        try:
+            instance = await self._backend.start(
+                self._instance_spec(), timeout_s=self._start_timeout_s
+            )
+        except StartError as exc:
+            self._starting -= 1
+            self._on_start_failed(exc)
+            return
+        except BaseException:
+            self._starting -= 1
+            raise
+        self._starting -= 1
+        if self._closed:
+            await instance.stop()
+            return
+        self._backoff_s = 0.0
+        now = self._clock()
+        slot = _Slot(instance=instance, ready_at=now, last_active=now)
+        self._slots[instance.id] = slot
+        info = instance.start_info
+        self._metrics.cold_starts.labels(*self._labels, info.path).inc()
+        self._metrics.cold_start_seconds.labels(*self._labels, info.path).observe(
+            info.total_ms / 1e3
+        )
+        log.info(
+            "started %s in %.0f ms (fetch %.0f, load %.0f, %s)",
+            instance.id, info.total_ms, info.fetch_ms, info.load_ms, info.path,
+        )  # fmt: skip
+        self._spawn(self._watch(slot))
+        self._pump()
+
+    def _on_start_failed(self, exc: StartError) -> None:
+        self._metrics.start_failures.labels(*self._labels).inc()
+        self._backoff_s = min(_BACKOFF_MAX_S, max(_BACKOFF_FIRST_S, self._backoff_s * 2))
+        self._backoff_until = self._clock() + self._backoff_s
+        log.warning("instance of %s v%s failed to start: %s", *self._labels, exc)
+        if not self._slots and not self._starting:
+            # Nothing will serve the queue: tell the waiting clients why, now.
+            while self._queue:
+                self._fail(self._queue.popleft(), StartFailed(f"the model failed to start: {exc}"))
+        self._pump()
+
+    async def _watch(self, slot: _Slot) -> None:
+        await slot.instance.wait_closed()
+        reason = slot.instance.exit_reason or "unknown"
+        if self._slots.pop(slot.instance.id, None) is not None:
+            # Gone without being asked to: a crash (or a kill after a timeout).
+            log.warning("instance %s %s", slot.instance.id, reason)
+            self._metrics.instance_exits.labels(*self._labels, "crashed").inc()
+            self._pump()
+
+    async def _stop(self, slot: _Slot, reason: str) -> None:
+        self._stopping += 1
+        try:
+            await slot.instance.stop()
+        finally:
+            self._stopping -= 1
+            self._metrics.instance_exits.labels(*self._labels, reason).inc()
+            log.info("stopped %s (%s)", slot.instance.id, reason)
+            self._pump()
+
+    # -- the clock-driven part ---------------------------------------------------------------
+
+    def _tick(self) -> None:
+        now = self._clock()
+        # Invocations that waited too long for a slot: refuse them now rather than hang.
+        while self._queue and (self._queue[0].future.done() or now - self._queue[0].enqueued_at >= self._queue_timeout_s):
+            inv = self._queue.popleft()
+            self._fail(inv, QueueTimeout(
+                f"no instance became free within {self._queue_timeout_s:g} s"
+            ))  # fmt: skip
+        loads = [
+            InstanceLoad(sid, s.in_flight, s.last_active) for sid, s in self._slots.items()
+        ]
+        for sid in instances_to_stop(
+            loads,
+            self.version.scaling,
+            min_instances=self.min_instances,
+            queued=len(self._queue),
+            now=now,
+        ):
+            slot = self._slots.pop(sid)
+            self._spawn(self._stop(slot, "idle"))
+        self._pump()
+
+    async def _tick_loop(self) -> None:
+        # Tick often enough to honour short idle timeouts (tests use 1 s) to within ~10 %.
+        period = min(1.0, max(0.05, self.version.scaling.idle_timeout_s / 10))
+        while True:
+            await asyncio.sleep(period)
+            try:
+                self._tick()
+            except Exception:  # a bug here must not stop scaling for good
+                log.exception("pool tick of %s v%s failed", *self._labels)

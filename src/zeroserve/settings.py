@@ -1,0 +1,97 @@
+"""Platform settings: the one place that reads the environment.
+
+Every setting can come from a `zeroserve up` flag or a `ZEROSERVE_*` environment variable;
+flags win. Values are validated here with messages that name the bad value.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+__all__ = ["Settings", "default_state_dir", "default_url"]
+
+MiB = 1024 * 1024
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get("ZEROSERVE_STATE_DIR", "~/.zeroserve")).expanduser()
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} = {raw!r} must be an integer") from None
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name} = {raw!r} must be a number") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    state_dir: Path = field(default_factory=default_state_dir)
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # Largest inference request body; bigger bodies get 413 before they are read in full.
+    max_body_bytes: int = 16 * MiB
+    # Largest artifact upload.
+    max_artifact_bytes: int = 4096 * MiB
+    # How long an invocation may wait in its pool's queue for an instance (503 after).
+    queue_timeout_s: float = 60.0
+    # How long an instance may take to load its model before the start counts as failed.
+    start_timeout_s: float = 120.0
+    # Artifact store root; default is a folder in the state dir. Any fsspec URI works.
+    artifact_store: str = ""
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        base = cls(
+            max_body_bytes=_env_int("ZEROSERVE_MAX_BODY_BYTES", 16 * MiB),
+            max_artifact_bytes=_env_int("ZEROSERVE_MAX_ARTIFACT_BYTES", 4096 * MiB),
+            queue_timeout_s=_env_float("ZEROSERVE_QUEUE_TIMEOUT_S", 60.0),
+            start_timeout_s=_env_float("ZEROSERVE_START_TIMEOUT_S", 120.0),
+            artifact_store=os.environ.get("ZEROSERVE_ARTIFACT_STORE", ""),
+        )
+        given = {k: v for k, v in overrides.items() if v is not None}
+        settings = replace(base, **given)  # type: ignore[arg-type]
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if not 0 < self.port < 65536:
+            raise ValueError(f"port = {self.port} must be between 1 and 65535")
+        if self.max_body_bytes < 1024:
+            raise ValueError(f"max_body_bytes = {self.max_body_bytes} must be at least 1024")
+        if self.queue_timeout_s <= 0:
+            raise ValueError(f"queue_timeout_s = {self.queue_timeout_s} must be > 0")
+        if self.start_timeout_s <= 0:
+            raise ValueError(f"start_timeout_s = {self.start_timeout_s} must be > 0")
+
+    @property
+    def registry_path(self) -> Path:
+        return self.state_dir / "registry.db"
+
+    @property
+    def artifact_store_uri(self) -> str:
+        return self.artifact_store or (self.state_dir / "artifacts").resolve().as_uri()
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.state_dir / "cache"
+
+
+def default_url() -> str:
+    """Where the CLI finds the platform."""
+    return os.environ.get("ZEROSERVE_URL", "http://127.0.0.1:8080")

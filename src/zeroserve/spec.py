@@ -1,0 +1,180 @@
+"""Model, version, tensor and scaling specs: the one source of truth for what a deployment is.
+
+A *version* is immutable: once the registry has stored a `VersionSpec` it is never edited;
+a change is a new version. Everything a user can set is validated here, with messages that
+name the bad value.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import PurePosixPath
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "DATATYPES",
+    "MODEL_NAME_PATTERN",
+    "RUNTIMES",
+    "ArtifactRef",
+    "DeployRequest",
+    "RuntimeName",
+    "ScalingPolicy",
+    "Signature",
+    "TensorSpec",
+    "TrafficSplit",
+    "VersionSpec",
+    "infer_runtime",
+]
+
+RuntimeName = Literal["onnx", "sklearn", "python", "torch"]
+RUNTIMES: tuple[str, ...] = ("onnx", "sklearn", "python", "torch")
+
+# Open Inference Protocol V2 tensor datatypes.
+# See: https://github.com/kserve/open-inference-protocol/blob/main/specification/protocol/inference_rest.md
+DATATYPES: tuple[str, ...] = (
+    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
+    "FP16", "FP32", "FP64", "BYTES",
+)  # fmt: skip
+
+# Lower-case DNS-label-like names: they appear in URLs, metric labels and file names.
+MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+_MODEL_NAME_RE = re.compile(MODEL_NAME_PATTERN)
+
+# File suffix -> runtime, for `zeroserve deploy NAME PATH` without --runtime.
+_SUFFIX_RUNTIME = {
+    ".onnx": "onnx",
+    ".joblib": "sklearn",
+    ".pkl": "sklearn",
+    ".pickle": "sklearn",
+    ".py": "python",
+    ".pt": "torch",
+    ".pth": "torch",
+    ".torchscript": "torch",
+}
+
+
+def infer_runtime(filename: str) -> str | None:
+    """The runtime implied by an artifact's file name, or None when the suffix says nothing."""
+    return _SUFFIX_RUNTIME.get(PurePosixPath(filename).suffix.lower())
+
+
+def check_model_name(name: str) -> str:
+    if not _MODEL_NAME_RE.match(name):
+        raise ValueError(
+            f"model name {name!r} is invalid: use 1-63 characters of a-z, 0-9, '_', '.', '-',"
+            " starting with a letter or digit"
+        )
+    return name
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ScalingPolicy(_Frozen):
+    """How many instances a version may have, and how busy each may be."""
+
+    # Instances kept running even with no traffic (the warm pool). 0 = scale to zero.
+    min_instances: int = Field(0, ge=0, le=1024)
+    # Hard ceiling; the pool never runs more, also while instances are starting.
+    max_instances: int = Field(4, ge=1, le=1024)
+    # In-flight invocations one instance may hold (Knative's containerConcurrency).
+    concurrency: int = Field(4, ge=1, le=1024)
+    # An instance with nothing in flight for this long is stopped (down to min_instances).
+    idle_timeout_s: float = Field(300.0, gt=0, le=7 * 24 * 3600)
+
+    @model_validator(mode="after")
+    def _max_at_least_min(self) -> ScalingPolicy:
+        if self.max_instances < self.min_instances:
+            raise ValueError(
+                f"max_instances = {self.max_instances} must be >= min_instances"
+                f" = {self.min_instances}"
+            )
+        return self
+
+
+class TensorSpec(_Frozen):
+    """One named input or output of a model. A dimension of -1 accepts any size."""
+
+    name: str
+    # None: the runtime cannot tell (TorchScript, an undeclared Python model): any datatype.
+    datatype: str | None = None
+    # None: any shape.
+    shape: list[int] | None = None
+
+    @field_validator("datatype")
+    @classmethod
+    def _known_datatype(cls, v: str | None) -> str | None:
+        if v is not None and v not in DATATYPES:
+            raise ValueError(f"datatype {v!r} is not one of {', '.join(DATATYPES)}")
+        return v
+
+
+class Signature(_Frozen):
+    """What a loaded model takes and returns; found by loading it once at deploy time."""
+
+    inputs: list[TensorSpec] = Field(default_factory=list)
+    outputs: list[TensorSpec] = Field(default_factory=list)
+    # False when the model did not declare its inputs: any named tensors are passed through.
+    inputs_known: bool = True
+
+
+class ArtifactRef(_Frozen):
+    """Where the artifact comes from: a digest of an upload, or a URI the platform fetches."""
+
+    sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    uri: str | None = None
+    filename: str | None = Field(None, max_length=255)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ArtifactRef:
+        if (self.sha256 is None) == (self.uri is None):
+            raise ValueError("artifact needs exactly one of 'sha256' (an upload) or 'uri'")
+        return self
+
+
+class DeployRequest(_Frozen):
+    """What `zeroserve deploy` (or POST /api/models/{name}/versions) asks for."""
+
+    artifact: ArtifactRef
+    runtime: RuntimeName | None = None
+    # Pickled formats (sklearn/joblib) run code when loaded; the deployer must vouch for them.
+    trust: bool = False
+    scaling: ScalingPolicy = Field(default_factory=ScalingPolicy)  # type: ignore[arg-type]
+    # Wall-clock bound on one invocation on an instance; past it the client gets 504.
+    timeout_s: float = Field(30.0, gt=0, le=3600)
+    # Address-space limit of each instance (RLIMIT_AS), None for no limit.
+    memory_mb: int | None = Field(None, ge=64, le=1024 * 1024)
+    # Python runtime: the class to instantiate; default is the one class with load()/predict().
+    python_class: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class VersionSpec(_Frozen):
+    """An immutable version as stored in the registry."""
+
+    model: str
+    version: int = Field(ge=1)
+    runtime: RuntimeName
+    artifact_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    artifact_filename: str
+    artifact_size: int = Field(ge=0)
+    trust: bool
+    scaling: ScalingPolicy
+    timeout_s: float
+    memory_mb: int | None
+    python_class: str | None
+    signature: Signature
+    created_at: float
+
+    def options(self) -> dict[str, Any]:
+        """Runtime options that travel to the instance."""
+        return {"python_class": self.python_class}
+
+
+class TrafficSplit(_Frozen):
+    """Share of a model's unversioned requests that go to one version."""
+
+    version: int = Field(ge=1)
+    percent: int = Field(ge=0, le=100)
