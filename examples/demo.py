@@ -49,7 +49,15 @@ def main() -> None:
     )  # fmt: skip
     try:
         wait_live(base, proc)
-        zs("deploy", "iris", str(HERE / "iris" / "iris.onnx"), "--idle-timeout", "60", "--url", base)
+        zs(
+            "deploy",
+            "iris",
+            str(HERE / "iris" / "iris.onnx"),
+            "--idle-timeout",
+            "60",
+            "--url",
+            base,
+        )
         zs("deploy", "iris-sklearn", str(HERE / "iris" / "iris.joblib"), "--trust", "--url", base)
         zs("ls", "--url", base)
         body = (

@@ -7,12 +7,14 @@ requests and lets V2 clients read the model's metadata.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 
 class Scaler:
-    inputs = [{"name": "x", "datatype": "FP64", "shape": [-1, -1]}]
-    outputs = [{"name": "y", "datatype": "FP64", "shape": [-1, -1]}]
+    inputs: ClassVar = [{"name": "x", "datatype": "FP64", "shape": [-1, -1]}]
+    outputs: ClassVar = [{"name": "y", "datatype": "FP64", "shape": [-1, -1]}]
 
     def load(self, path: str) -> None:
         self.factor = 2.0

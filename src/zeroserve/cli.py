@@ -116,17 +116,27 @@ def _artifact_ref(client: Client, artifact: str) -> dict[str, Any]:
 @app.command()
 def deploy(
     name: Annotated[str | None, typer.Argument(help="Model name, e.g. iris.")] = None,
-    path: Annotated[str | None, typer.Argument(help="Artifact file, or an s3:// gs:// URI.")] = None,
-    file: Annotated[Path | None, typer.Option("-f", "--file", help="A deployment spec YAML.")] = None,
+    path: Annotated[
+        str | None, typer.Argument(help="Artifact file, or an s3:// gs:// URI.")
+    ] = None,
+    file: Annotated[
+        Path | None, typer.Option("-f", "--file", help="A deployment spec YAML.")
+    ] = None,
     runtime: Annotated[str | None, typer.Option(help="onnx, sklearn, python or torch.")] = None,
-    trust: Annotated[bool, typer.Option("--trust", help="Allow loading a pickle (sklearn).")] = False,
+    trust: Annotated[
+        bool, typer.Option("--trust", help="Allow loading a pickle (sklearn).")
+    ] = False,
     min_instances: Annotated[int | None, typer.Option(help="Warm instances kept [0].")] = None,
     max_instances: Annotated[int | None, typer.Option(help="Instance ceiling [4].")] = None,
     concurrency: Annotated[int | None, typer.Option(help="In-flight per instance [4].")] = None,
-    idle_timeout: Annotated[float | None, typer.Option(help="Seconds idle before stop [300].")] = None,
+    idle_timeout: Annotated[
+        float | None, typer.Option(help="Seconds idle before stop [300].")
+    ] = None,
     timeout: Annotated[float | None, typer.Option(help="Seconds per invocation [30].")] = None,
     memory: Annotated[int | None, typer.Option(help="Memory limit per instance, MB.")] = None,
-    python_class: Annotated[str | None, typer.Option("--class", help="Python runtime class.")] = None,
+    python_class: Annotated[
+        str | None, typer.Option("--class", help="Python runtime class.")
+    ] = None,
     url: UrlOption = "",
 ) -> None:
     """Upload an artifact and create a new immutable version; prints the version."""
@@ -175,7 +185,11 @@ def list_models(url: UrlOption = "") -> None:
         traffic = ", ".join(f"v{t['version']}:{t['percent']}%" for t in m["traffic"])
         latest = m["versions"][-1] if m["versions"] else {}
         table.add_row(
-            m["name"], str(len(m["versions"])), traffic, str(m["instances"]), latest.get("runtime", "")
+            m["name"],
+            str(len(m["versions"])),
+            traffic,
+            str(m["instances"]),
+            latest.get("runtime", ""),
         )
     console.print(table)
 
@@ -211,7 +225,9 @@ def status(
 @app.command()
 def invoke(
     name: str,
-    data: Annotated[str, typer.Option(help="JSON body (V2 'inputs' tensors or V1 'instances'), or @file.")],
+    data: Annotated[
+        str, typer.Option(help="JSON body (V2 'inputs' tensors or V1 'instances'), or @file.")
+    ],
     version: Annotated[int | None, typer.Option(help="A specific version (V2 only).")] = None,
     url: UrlOption = "",
 ) -> None:

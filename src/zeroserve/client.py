@@ -61,7 +61,9 @@ class Client:
                     yield chunk
 
         headers = {"content-type": "application/octet-stream", "content-length": str(size)}
-        result: dict[str, Any] = self.request("PUT", "/api/artifacts", content=chunks(), headers=headers)
+        result: dict[str, Any] = self.request(
+            "PUT", "/api/artifacts", content=chunks(), headers=headers
+        )
         return result
 
     def deploy(self, name: str, request: dict[str, Any]) -> dict[str, Any]:
@@ -89,5 +91,9 @@ class Client:
             if version:
                 raise ApiError(400, "the V1 protocol has no versions; send a V2 body to pick one")
             path = f"/v1/models/{name}:predict"
-        return self.request("POST", path, content=json.dumps(body).encode(),
-                            headers={"content-type": "application/json"})
+        return self.request(
+            "POST",
+            path,
+            content=json.dumps(body).encode(),
+            headers={"content-type": "application/json"},
+        )

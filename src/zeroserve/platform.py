@@ -73,7 +73,7 @@ class Platform:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        for record in self.registry.list():
+        for record in self.registry.list_models():
             self._models[record.name] = record
             self._apply_warm_pool(record)
 
@@ -168,9 +168,7 @@ class Platform:
             raise DeployError(str(exc)) from None
         return digest, size, ref.filename or ref.uri.rstrip("/").rsplit("/", 1)[-1]
 
-    async def _inspect(
-        self, name: str, runtime: str, digest: str, request: DeployRequest
-    ) -> Any:
+    async def _inspect(self, name: str, runtime: str, digest: str, request: DeployRequest) -> Any:
         """Load the model once in a throwaway instance: a model that cannot load is refused
         at deploy time, and its signature (inputs, outputs) is recorded with the version."""
         spec = InstanceSpec(
@@ -281,9 +279,7 @@ class Platform:
         }
 
     def instance_count(self, name: str) -> int:
-        return sum(
-            p.status()["instances"] for k, p in self._pools.items() if k.model == name
-        )
+        return sum(p.status()["instances"] for k, p in self._pools.items() if k.model == name)
 
 
 def _version_view(spec: VersionSpec) -> dict[str, Any]:

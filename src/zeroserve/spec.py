@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 RuntimeName = Literal["onnx", "sklearn", "python", "torch"]
-RUNTIMES: tuple[str, ...] = ("onnx", "sklearn", "python", "torch")
+RUNTIMES: tuple[RuntimeName, ...] = ("onnx", "sklearn", "python", "torch")
 
 # Open Inference Protocol V2 tensor datatypes.
 # See: https://github.com/kserve/open-inference-protocol/blob/main/specification/protocol/inference_rest.md
@@ -43,7 +43,7 @@ MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 _MODEL_NAME_RE = re.compile(MODEL_NAME_PATTERN)
 
 # File suffix -> runtime, for `zeroserve deploy NAME PATH` without --runtime.
-_SUFFIX_RUNTIME = {
+_SUFFIX_RUNTIME: dict[str, RuntimeName] = {
     ".onnx": "onnx",
     ".joblib": "sklearn",
     ".pkl": "sklearn",
@@ -55,7 +55,7 @@ _SUFFIX_RUNTIME = {
 }
 
 
-def infer_runtime(filename: str) -> str | None:
+def infer_runtime(filename: str) -> RuntimeName | None:
     """The runtime implied by an artifact's file name, or None when the suffix says nothing."""
     return _SUFFIX_RUNTIME.get(PurePosixPath(filename).suffix.lower())
 

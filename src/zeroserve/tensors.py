@@ -13,8 +13,8 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
-    "Tensors",
     "TensorError",
+    "Tensors",
     "datatype_of",
     "decode_bytes_tensor",
     "encode_bytes_tensor",
@@ -104,7 +104,5 @@ def decode_bytes_tensor(buf: bytes | memoryview, count: int) -> npt.NDArray[Any]
         out[i] = bytes(view[pos : pos + n])
         pos += n
     if pos != len(view):
-        raise TensorError(
-            f"BYTES data has {len(view) - pos} bytes after its {count} elements"
-        )
+        raise TensorError(f"BYTES data has {len(view) - pos} bytes after its {count} elements")
     return out

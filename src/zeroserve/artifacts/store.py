@@ -8,6 +8,7 @@ runtime always loads from local disk (and can memory-map it).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import shutil
@@ -69,14 +70,17 @@ class ArtifactStore:
                 async for chunk in chunks:
                     size += len(chunk)
                     if size > max_bytes:
-                        raise ArtifactError(f"artifact is larger than the limit of {max_bytes} bytes")
+                        raise ArtifactError(
+                            f"artifact is larger than the limit of {max_bytes} bytes"
+                        )
                     h.update(chunk)
                     f.write(chunk)
             digest = h.hexdigest()
-            self._put_local(tmp, digest)
+            # A remote store (s3://) blocks on the network: keep it off the event loop.
+            await asyncio.to_thread(self._put_local, tmp, digest)
             return digest, size
         finally:
-            tmp.unlink(missing_ok=True)
+            await asyncio.to_thread(tmp.unlink, missing_ok=True)
 
     def put_uri(self, uri: str, *, max_bytes: int) -> tuple[str, int]:
         """Copy an artifact from any fsspec URI (or local path) into the store."""

@@ -48,6 +48,6 @@ def create_app(settings: Settings, platform: Platform | None = None) -> Starlett
     ]
     return Starlette(
         routes=routes,
-        exception_handlers=exception_handlers,  # type: ignore[arg-type]
+        exception_handlers=exception_handlers,
         lifespan=lifespan,
     )

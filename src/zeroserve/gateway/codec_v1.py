@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from zeroserve.spec import Signature, TensorSpec
-from zeroserve.tensors import Tensors, TensorError, as_bytes_array, numpy_dtype
+from zeroserve.tensors import TensorError, Tensors, as_bytes_array, numpy_dtype
 
 __all__ = ["decode_request", "encode_response"]
 
@@ -33,6 +33,36 @@ def _to_array(values: Any, spec: TensorSpec | None, name: str) -> np.ndarray:
     return array
 
 
+def _from_rows(rows: Any, specs: dict[str, TensorSpec], names: list[str]) -> Tensors:
+    if not isinstance(rows, list) or not rows:
+        raise TensorError("'instances' must be a non-empty list")
+    if all(isinstance(r, dict) for r in rows):
+        keys = set(rows[0])
+        for i, row in enumerate(rows):
+            if set(row) != keys:
+                raise TensorError(f"instances[{i}] has keys {sorted(row)}, expected {sorted(keys)}")
+        return {k: _to_array([r[k] for r in rows], specs.get(k), k) for k in rows[0]}
+    if len(names) != 1:
+        raise TensorError(
+            f"the model takes {len(names)} inputs ({', '.join(names)}): give each instance"
+            " as an object keyed by input name"
+        )
+    return {names[0]: _to_array(rows, specs.get(names[0]), names[0])}
+
+
+def _from_columns(columns: Any, specs: dict[str, TensorSpec], names: list[str]) -> Tensors:
+    if isinstance(columns, dict):
+        if not columns:
+            raise TensorError("'inputs' must not be empty")
+        return {k: _to_array(v, specs.get(k), k) for k, v in columns.items()}
+    if len(names) != 1:
+        raise TensorError(
+            f"the model takes {len(names)} inputs ({', '.join(names)}): give 'inputs' as an"
+            " object keyed by input name"
+        )
+    return {names[0]: _to_array(columns, specs.get(names[0]), names[0])}
+
+
 def decode_request(body: bytes, signature: Signature) -> tuple[Tensors, bool]:
     """Tensors, and whether the request used the row ("instances") format."""
     try:
@@ -44,32 +74,8 @@ def decode_request(body: bytes, signature: Signature) -> tuple[Tensors, bool]:
     specs = {s.name: s for s in signature.inputs}
     names = [s.name for s in signature.inputs] or ["input0"]
     if "instances" in doc:
-        rows = doc["instances"]
-        if not isinstance(rows, list) or not rows:
-            raise TensorError("'instances' must be a non-empty list")
-        if all(isinstance(r, dict) for r in rows):
-            keys = list(rows[0])
-            for i, row in enumerate(rows):
-                if list(row) != keys and set(row) != set(keys):
-                    raise TensorError(f"instances[{i}] has keys {sorted(row)}, expected {sorted(keys)}")
-            return {k: _to_array([r[k] for r in rows], specs.get(k), k) for k in keys}, True
-        if len(names) != 1:
-            raise TensorError(
-                f"the model takes {len(names)} inputs ({', '.join(names)}): give each instance"
-                " as an object keyed by input name"
-            )
-        return {names[0]: _to_array(rows, specs.get(names[0]), names[0])}, True
-    columns = doc["inputs"]
-    if isinstance(columns, dict):
-        if not columns:
-            raise TensorError("'inputs' must not be empty")
-        return {k: _to_array(v, specs.get(k), k) for k, v in columns.items()}, False
-    if len(names) != 1:
-        raise TensorError(
-            f"the model takes {len(names)} inputs ({', '.join(names)}): give 'inputs' as an"
-            " object keyed by input name"
-        )
-    return {names[0]: _to_array(columns, specs.get(names[0]), names[0])}, False
+        return _from_rows(doc["instances"], specs, names), True
+    return _from_columns(doc["inputs"], specs, names), False
 
 
 def _plain(value: Any) -> Any:

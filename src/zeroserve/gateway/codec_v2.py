@@ -17,8 +17,8 @@ import numpy as np
 
 from zeroserve.spec import Signature
 from zeroserve.tensors import (
-    Tensors,
     TensorError,
+    Tensors,
     as_bytes_array,
     datatype_of,
     decode_bytes_tensor,
@@ -103,77 +103,100 @@ def _from_binary(raw: memoryview, datatype: str, shape: tuple[int, ...], name: s
     return np.frombuffer(raw, dtype=dtype).reshape(shape)
 
 
-def decode_request(body: bytes, header_length: str | None) -> V2Request:
-    if header_length is not None:
-        try:
-            n = int(header_length)
-        except ValueError:
-            raise TensorError(f"Inference-Header-Content-Length {header_length!r} is not a number") from None
-        if not 0 <= n <= len(body):
-            raise TensorError(
-                f"Inference-Header-Content-Length is {n} but the body has {len(body)} bytes"
-            )
-        doc = _parse_json(memoryview(body)[:n])
-        binary = memoryview(body)[n:]
-    else:
-        doc = _parse_json(body)
-        binary = memoryview(b"")
+def _split_body(body: bytes, header_length: str | None) -> tuple[dict[str, Any], memoryview]:
+    """The JSON header and the binary tensor bytes that follow it (if any)."""
+    if header_length is None:
+        return _parse_json(body), memoryview(b"")
+    try:
+        n = int(header_length)
+    except ValueError:
+        raise TensorError(
+            f"Inference-Header-Content-Length {header_length!r} is not a number"
+        ) from None
+    if not 0 <= n <= len(body):
+        raise TensorError(
+            f"Inference-Header-Content-Length is {n} but the body has {len(body)} bytes"
+        )
+    return _parse_json(memoryview(body)[:n]), memoryview(body)[n:]
 
+
+def _binary_size(item: dict[str, Any], name: str) -> int | None:
+    params = item.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise TensorError(f"input {name!r}: 'parameters' must be an object")
+    size = params.get("binary_data_size")
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+        raise TensorError(f"input {name!r}: binary_data_size must be a non-negative integer")
+    return size
+
+
+def _decode_input(
+    i: int, item: Any, binary: memoryview, offset: int
+) -> tuple[str, np.ndarray, int]:
+    """One input tensor; returns (name, array, bytes of `binary` it consumed)."""
+    if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+        raise TensorError(f"inputs[{i}] must be an object with a string 'name'")
+    name = item["name"]
+    datatype = item.get("datatype")
+    if not isinstance(datatype, str):
+        raise TensorError(f"input {name!r}: 'datatype' must be a string such as \"FP32\"")
+    numpy_dtype(datatype)  # a clear error for unknown datatypes
+    shape = _shape(item, name)
+    size = _binary_size(item, name)
+    if size is not None:
+        if offset + size > len(binary):
+            raise TensorError(
+                f"input {name!r}: binary_data_size {size} runs past the end of the body"
+                f" ({len(binary) - offset} bytes left)"
+            )
+        return name, _from_binary(binary[offset : offset + size], datatype, shape, name), size
+    if "data" not in item:
+        raise TensorError(f"input {name!r} has neither 'data' nor binary_data_size")
+    return name, _from_json_data(item["data"], datatype, shape, name), 0
+
+
+def _requested_outputs(doc: dict[str, Any], default_binary: bool) -> list[RequestedOutput]:
+    outputs = doc.get("outputs")
+    if outputs is None:
+        return []
+    if not isinstance(outputs, list):
+        raise TensorError("'outputs' must be a list")
+    requested = []
+    for out in outputs:
+        if not isinstance(out, dict) or not isinstance(out.get("name"), str):
+            raise TensorError("each requested output must be an object with a string 'name'")
+        params = out.get("parameters")
+        binary = params.get("binary_data") if isinstance(params, dict) else None
+        requested.append(
+            RequestedOutput(out["name"], default_binary if binary is None else bool(binary))
+        )
+    return requested
+
+
+def decode_request(body: bytes, header_length: str | None) -> V2Request:
+    doc, binary = _split_body(body, header_length)
     items = doc.get("inputs")
     if not isinstance(items, list) or not items:
         raise TensorError("'inputs' must be a non-empty list of tensors")
     inputs: Tensors = {}
     offset = 0
     for i, item in enumerate(items):
-        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-            raise TensorError(f"inputs[{i}] must be an object with a string 'name'")
-        name = item["name"]
+        name, array, used = _decode_input(i, item, binary, offset)
         if name in inputs:
             raise TensorError(f"input {name!r} is given twice")
-        datatype = item.get("datatype")
-        if not isinstance(datatype, str):
-            raise TensorError(f"input {name!r}: 'datatype' must be a string such as \"FP32\"")
-        numpy_dtype(datatype)  # a clear error for unknown datatypes
-        shape = _shape(item, name)
-        params = item.get("parameters") or {}
-        if not isinstance(params, dict):
-            raise TensorError(f"input {name!r}: 'parameters' must be an object")
-        size = params.get("binary_data_size")
-        if size is not None:
-            if not isinstance(size, int) or size < 0:
-                raise TensorError(f"input {name!r}: binary_data_size must be a non-negative integer")
-            if offset + size > len(binary):
-                raise TensorError(
-                    f"input {name!r}: binary_data_size {size} runs past the end of the body"
-                    f" ({len(binary) - offset} bytes left)"
-                )
-            inputs[name] = _from_binary(binary[offset : offset + size], datatype, shape, name)
-            offset += size
-        elif "data" in item:
-            inputs[name] = _from_json_data(item["data"], datatype, shape, name)
-        else:
-            raise TensorError(f"input {name!r} has neither 'data' nor binary_data_size")
+        inputs[name] = array
+        offset += used
     if offset != len(binary):
         raise TensorError(f"{len(binary) - offset} bytes of binary data belong to no input")
-
-    req = V2Request(inputs=inputs)
+    params = doc.get("parameters")
+    binary_output = isinstance(params, dict) and bool(params.get("binary_data_output", False))
     rid = doc.get("id")
-    if rid is not None:
-        req.id = str(rid)
-    params = doc.get("parameters") or {}
-    if isinstance(params, dict):
-        req.binary_output = bool(params.get("binary_data_output", False))
-    outputs = doc.get("outputs")
-    if outputs is not None:
-        if not isinstance(outputs, list):
-            raise TensorError("'outputs' must be a list")
-        for out in outputs:
-            if not isinstance(out, dict) or not isinstance(out.get("name"), str):
-                raise TensorError("each requested output must be an object with a string 'name'")
-            oparams = out.get("parameters") or {}
-            binary = oparams.get("binary_data", req.binary_output) if isinstance(oparams, dict) else req.binary_output
-            req.outputs.append(RequestedOutput(out["name"], bool(binary)))
-    return req
+    return V2Request(
+        inputs=inputs,
+        id=None if rid is None else str(rid),
+        outputs=_requested_outputs(doc, binary_output),
+        binary_output=binary_output,
+    )
 
 
 def validate(inputs: Tensors, signature: Signature) -> None:
@@ -217,7 +240,8 @@ def _json_data(array: np.ndarray, datatype: str) -> list[Any]:
     flat = array.reshape(-1)
     if datatype == "BYTES":
         return [b.decode("utf-8", errors="replace") for b in as_bytes_array(flat)]
-    return flat.tolist()  # type: ignore[no-any-return]
+    values: list[Any] = flat.tolist()
+    return values
 
 
 def encode_response(

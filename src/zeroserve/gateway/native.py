@@ -76,9 +76,7 @@ async def deploy(request: Request) -> Response:
 
 async def list_models(request: Request) -> Response:
     platform = _platform(request)
-    return json_response(
-        {"models": [platform.status(r.name) for r in platform.models()]}
-    )
+    return json_response({"models": [platform.status(r.name) for r in platform.models()]})
 
 
 async def model_status(request: Request) -> Response:

@@ -53,7 +53,11 @@ _INFER_REQUEST = {
             "type": "object",
             "properties": {"binary_data_output": {"type": "boolean"}},
         },
-        "inputs": {"type": "array", "minItems": 1, "items": {"$ref": "#/components/schemas/TensorInput"}},
+        "inputs": {
+            "type": "array",
+            "minItems": 1,
+            "items": {"$ref": "#/components/schemas/TensorInput"},
+        },
         "outputs": {
             "type": "array",
             "items": {
@@ -193,7 +197,10 @@ def _paths() -> dict[str, Any]:
     infer_ok = _json(_ref("InferResponse"), "Inference result")
     meta_ok = _json(_ref("ModelMetadata"), "Model metadata")
     ready_ok = _json(
-        {"type": "object", "properties": {"name": {"type": "string"}, "ready": {"type": "boolean"}}},
+        {
+            "type": "object",
+            "properties": {"name": {"type": "string"}, "ready": {"type": "boolean"}},
+        },
         "Deployed: the model answers (starting an instance when at zero)",
     )
     v2 = "Open Inference Protocol V2"

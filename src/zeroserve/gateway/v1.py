@@ -7,8 +7,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from zeroserve.gateway import codec_v1
-from zeroserve.gateway.codec_v2 import validate
 from zeroserve.gateway.body import check_content_type, read_body
+from zeroserve.gateway.codec_v2 import validate
 from zeroserve.gateway.errors import to_api_error
 from zeroserve.gateway.invoke import Metered
 from zeroserve.gateway.responses import json_response

@@ -25,7 +25,15 @@ __all__ = [
 
 
 class StartError(Exception):
-    """An instance could not start (its model failed to load, or it died while loading)."""
+    """An instance could not start.
+
+    `retryable` is False when the model itself failed to load (the same load would fail again)
+    and True when the instance died or hung while loading (a crash, a kill, a timeout).
+    """
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class InstanceDied(Exception):

@@ -66,7 +66,7 @@ def encode(
         if datatype == "BYTES":
             raw: bytes | memoryview = encode_bytes_tensor(array)
         else:
-            raw = memoryview(np.ascontiguousarray(array)).cast("B")
+            raw = memoryview(np.ascontiguousarray(array).data).cast("B")
         descr.append(
             {"name": name, "datatype": datatype, "shape": list(array.shape), "nbytes": len(raw)}
         )

@@ -137,7 +137,7 @@ class LocalInstance:
                 await self._writer.drain()
         try:
             await asyncio.wait_for(self._closed.wait(), timeout=grace_s + 2.0)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.kill()
             await self._closed.wait()
 
@@ -172,14 +172,18 @@ class LocalBackend:
         reader, writer = await asyncio.open_unix_connection(sock=parent, limit=1 << 20)
         try:
             ready = await asyncio.wait_for(_read_frame(reader), timeout=timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await self._abandon(proc, writer)
-            raise StartError(f"instance did not load its model within {timeout_s:g} s") from None
+            raise StartError(
+                f"instance did not load its model within {timeout_s:g} s", retryable=True
+            ) from None
         if ready is None or ready.kind != ipc.Kind.READY:
             await self._abandon(proc, writer)
             if ready is not None and ready.kind == ipc.Kind.LOAD_ERROR:
-                raise StartError(str(ready.meta.get("error", "load failed")))
-            raise StartError(f"instance {_describe_exit(proc.returncode)} while loading")
+                raise StartError(str(ready.meta.get("error", "load failed")), retryable=False)
+            raise StartError(
+                f"instance {_describe_exit(proc.returncode)} while loading", retryable=True
+            )
         instance = LocalInstance(spec, proc, reader, writer, ready, started_at)
         proc_ref = proc
         asyncio.get_running_loop().create_task(self._forget(instance, proc_ref))
@@ -189,7 +193,9 @@ class LocalBackend:
         await instance.wait_closed()
         self._procs.discard(proc)
 
-    async def _abandon(self, proc: asyncio.subprocess.Process, writer: asyncio.StreamWriter) -> None:
+    async def _abandon(
+        self, proc: asyncio.subprocess.Process, writer: asyncio.StreamWriter
+    ) -> None:
         writer.close()
         with contextlib.suppress(ProcessLookupError):
             proc.kill()

@@ -100,8 +100,10 @@ def main(argv: list[str]) -> int:
         ipc.send_blocking(sock, ipc.encode(ipc.Kind.LOAD_ERROR, 0, {"error": error}))
         return 1
     except Exception as exc:
-        error = str(exc) if exc.__class__.__name__ in ("LoadError", "ArtifactError") else (
-            "".join(traceback.format_exception_only(exc)).strip()
+        error = (
+            str(exc)
+            if exc.__class__.__name__ in ("LoadError", "ArtifactError")
+            else ("".join(traceback.format_exception_only(exc)).strip())
         )
         ipc.send_blocking(sock, ipc.encode(ipc.Kind.LOAD_ERROR, 0, {"error": error}))
         return 1

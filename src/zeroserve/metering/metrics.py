@@ -3,6 +3,8 @@ two platforms in one process (tests) never share counters."""
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 __all__ = ["Metrics"]
@@ -82,7 +84,5 @@ class Metrics:
     def forget(self, model: str, version: str) -> None:
         """Drop a removed version's gauges so /metrics stops reporting it."""
         for gauge in (self.instances, self.queue_depth, self.in_flight):
-            try:
+            with contextlib.suppress(KeyError):
                 gauge.remove(model, version)
-            except KeyError:
-                pass

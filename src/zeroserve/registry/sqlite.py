@@ -96,7 +96,7 @@ class SqliteRegistry:
             ).fetchall()
         return _record(row, specs)
 
-    def list(self) -> list[ModelRecord]:
+    def list_models(self) -> list[ModelRecord]:
         with self._lock:
             rows = self._db.execute(
                 "SELECT name, created_at, traffic FROM models ORDER BY name"

@@ -9,6 +9,7 @@ then validates requests against them.
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import inspect
 import sys
@@ -53,7 +54,9 @@ def _specs(raw: Any, kind: str) -> list[TensorSpec]:
 
 class PythonPredictor:
     def __init__(self, path: Path, options: dict[str, Any]) -> None:
-        spec = importlib.util.spec_from_file_location("zeroserve_user_model", path)
+        # The artifact is stored under its digest, without a .py suffix: name the loader.
+        loader = importlib.machinery.SourceFileLoader("zeroserve_user_model", str(path))
+        spec = importlib.util.spec_from_loader(loader.name, loader)
         if spec is None or spec.loader is None:
             raise LoadError(f"cannot import {path.name} as Python")
         module = importlib.util.module_from_spec(spec)
@@ -61,7 +64,9 @@ class PythonPredictor:
         try:
             spec.loader.exec_module(module)
         except Exception as exc:
-            raise LoadError(f"importing the model file failed: {type(exc).__name__}: {exc}") from exc
+            raise LoadError(
+                f"importing the model file failed: {type(exc).__name__}: {exc}"
+            ) from exc
         cls = _find_class(module, options.get("python_class"))
         try:
             self._model = cls()

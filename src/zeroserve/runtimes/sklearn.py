@@ -37,7 +37,9 @@ class SklearnPredictor:
             )
             if self._has_proba:
                 outputs.append(
-                    TensorSpec(name="probabilities", datatype="FP64", shape=[-1, len(classes)])
+                    TensorSpec(
+                        name="probabilities", datatype="FP64", shape=[-1, len(np.asarray(classes))]
+                    )
                 )
         else:
             outputs.append(TensorSpec(name="variable", datatype="FP64", shape=None))

@@ -14,8 +14,9 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from zeroserve.instances import (
     Backend,
@@ -46,6 +47,10 @@ log = logging.getLogger("zeroserve.pool")
 # cannot load is not restarted in a tight loop (min_instances > 0 would otherwise spin).
 _BACKOFF_FIRST_S = 0.5
 _BACKOFF_MAX_S = 30.0
+# An instance that died while loading (killed, crashed) is retried sooner, and the queued
+# requests keep waiting for it, up to this many failed starts in a row.
+_BACKOFF_CRASH_S = 0.1
+_MAX_CRASHED_STARTS = 3
 # An invocation whose instance died is retried once on another: inference has no side effects.
 _MAX_ATTEMPTS = 2
 
@@ -124,6 +129,7 @@ class Pool:
         self._stopping = 0
         self._backoff_s = 0.0
         self._backoff_until = 0.0
+        self._failed_starts = 0
         self._closed = False
         self._serial = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -162,7 +168,9 @@ class Pool:
         while self._queue:
             inv = self._queue.popleft()
             if not inv.future.done():
-                inv.future.set_exception(PoolClosed("the model is being removed or the platform is stopping"))
+                inv.future.set_exception(
+                    PoolClosed("the model is being removed or the platform is stopping")
+                )
         slots = list(self._slots.values())
         self._slots.clear()
         await asyncio.gather(*(s.instance.stop() for s in slots), return_exceptions=True)
@@ -172,17 +180,17 @@ class Pool:
 
     # -- decide and actuate ------------------------------------------------------------------
 
-    def _spawn(self, coro: object) -> None:
-        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     def _free_slot(self) -> _Slot | None:
         best: _Slot | None = None
         for slot in self._slots.values():
-            if slot.in_flight < self.version.scaling.concurrency and slot.instance.alive:
-                if best is None or slot.in_flight < best.in_flight:
-                    best = slot
+            free = slot.in_flight < self.version.scaling.concurrency and slot.instance.alive
+            if free and (best is None or slot.in_flight < best.in_flight):
+                best = slot
         return best
 
     def _pump(self) -> None:
@@ -228,7 +236,7 @@ class Pool:
             if not inv.future.done():
                 cold = slot.ready_at > inv.enqueued_at
                 inv.future.set_result(Result(outputs, cold, slot.instance.id))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             # A stuck instance holds a slot forever: replace it. Its other in-flight
             # invocations see InstanceDied and are retried on a fresh instance.
             self._fail(inv, InvocationTimeout(
@@ -241,7 +249,12 @@ class Pool:
             if inv.attempts < _MAX_ATTEMPTS and not inv.future.done() and not self._closed:
                 self._queue.appendleft(inv)
             else:
-                self._fail(inv, InstanceCrashed(f"the instance running this request {exc.args[0].removeprefix('instance ')}"))
+                self._fail(
+                    inv,
+                    InstanceCrashed(
+                        f"the instance running this request {exc.args[0].removeprefix('instance ')}"
+                    ),
+                )
         finally:
             slot.in_flight -= 1
             slot.last_active = self._clock()
@@ -284,6 +297,7 @@ class Pool:
             await instance.stop()
             return
         self._backoff_s = 0.0
+        self._failed_starts = 0
         now = self._clock()
         slot = _Slot(instance=instance, ready_at=now, last_active=now)
         self._slots[instance.id] = slot
@@ -301,10 +315,14 @@ class Pool:
 
     def _on_start_failed(self, exc: StartError) -> None:
         self._metrics.start_failures.labels(*self._labels).inc()
-        self._backoff_s = min(_BACKOFF_MAX_S, max(_BACKOFF_FIRST_S, self._backoff_s * 2))
+        self._failed_starts += 1
+        first = _BACKOFF_CRASH_S if exc.retryable else _BACKOFF_FIRST_S
+        self._backoff_s = min(_BACKOFF_MAX_S, max(first, self._backoff_s * 2))
         self._backoff_until = self._clock() + self._backoff_s
+        asyncio.get_running_loop().call_later(self._backoff_s, self._pump)
         log.warning("instance of %s v%s failed to start: %s", *self._labels, exc)
-        if not self._slots and not self._starting:
+        give_up = not exc.retryable or self._failed_starts >= _MAX_CRASHED_STARTS
+        if give_up and not self._slots and not self._starting:
             # Nothing will serve the queue: tell the waiting clients why, now.
             while self._queue:
                 self._fail(self._queue.popleft(), StartFailed(f"the model failed to start: {exc}"))
@@ -334,14 +352,15 @@ class Pool:
     def _tick(self) -> None:
         now = self._clock()
         # Invocations that waited too long for a slot: refuse them now rather than hang.
-        while self._queue and (self._queue[0].future.done() or now - self._queue[0].enqueued_at >= self._queue_timeout_s):
+        while self._queue and (
+            self._queue[0].future.done()
+            or now - self._queue[0].enqueued_at >= self._queue_timeout_s
+        ):
             inv = self._queue.popleft()
             self._fail(inv, QueueTimeout(
                 f"no instance became free within {self._queue_timeout_s:g} s"
             ))  # fmt: skip
-        loads = [
-            InstanceLoad(sid, s.in_flight, s.last_active) for sid, s in self._slots.items()
-        ]
+        loads = [InstanceLoad(sid, s.in_flight, s.last_active) for sid, s in self._slots.items()]
         for sid in instances_to_stop(
             loads,
             self.version.scaling,

@@ -1,0 +1,21 @@
+"""Fixtures shared by unit and integration tests: the example models, built once."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "examples" / "iris"))
+
+
+@pytest.fixture(scope="session")
+def iris_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """iris.onnx and iris.joblib, built from scikit-learn's bundled data."""
+    from build import build  # examples/iris/build.py
+
+    out = tmp_path_factory.mktemp("iris")
+    joblib_path, onnx_path = build(out)
+    return {"onnx": onnx_path, "joblib": joblib_path}
