@@ -135,6 +135,17 @@ def _versions(*names: str) -> dict[str, str]:
     return out
 
 
+def git_info() -> dict[str, Any]:
+    def git(*argv: str) -> str:
+        done = subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True, check=False)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    return {
+        "commit": git("rev-parse", "HEAD"),
+        "src_dirty": bool(git("status", "--porcelain", "src")),
+    }
+
+
 def zeroserve_command() -> list[str]:
     script = Path(sys.executable).parent / "zeroserve"
     if script.exists():
@@ -170,7 +181,7 @@ def _wait_ready(server: Served, path: str, timeout_s: float) -> None:
                 f"{server.stderr_tail()}"
             )
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(server.base_url + path, timeout=1.0).status_code == 200:
+            if httpx.get(server.base_url + path, timeout=1.0, trust_env=False).status_code == 200:
                 return
         time.sleep(0.05)
     raise BenchError(f"{server.name} not ready after {timeout_s:g} s:\n{server.stderr_tail()}")
@@ -629,6 +640,15 @@ def _phase(title: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+@contextlib.contextmanager
+def _explained(server: Served) -> Iterator[None]:
+    """An HTTP failure mid-run comes with the server's last log lines (its dir is temporary)."""
+    try:
+        yield
+    except httpx.HTTPError as exc:
+        raise BenchError(f"{exc!r}; {server.name} stderr ends:\n{server.stderr_tail()}") from exc
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     ensure_model()
     result: dict[str, Any] = {
@@ -636,16 +656,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": machine_info(),
+        "git": git_info(),
         "model": {"name": MODEL, "path": str(IRIS.relative_to(ROOT)), "bytes": IRIS.stat().st_size},
         "request_body": json.loads(BODY),
         "targets": TARGETS,
     }
     with (
         tempfile.TemporaryDirectory(prefix="zeroserve-bench-") as tmp,
-        httpx.Client(timeout=120.0) as client,
+        httpx.Client(timeout=120.0, trust_env=False) as client,  # no proxy for 127.0.0.1
     ):
         work = Path(tmp)
-        with zeroserve_up(work) as zs:
+        with zeroserve_up(work) as zs, _explained(zs):
             if not args.skip_cold:
                 result["cold_start"] = _phase("cold start", lambda: measure_cold(client, zs, args))
                 result["anatomy"] = _phase(
@@ -666,6 +687,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BenchError as exc:
         console.print(f"[red]benchmark failed:[/red] {exc}", highlight=False)
         return 1
+    result["machine"]["loadavg_at_end"] = list(os.getloadavg())
     report(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -23,7 +23,7 @@ app = typer.Typer(
     add_completion=False,
 )
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 UrlOption = Annotated[
     str, typer.Option("--url", help="Platform URL (env ZEROSERVE_URL).", show_default=False)
@@ -45,10 +45,10 @@ def up(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
     state_dir: Annotated[
         Path | None,
-        typer.Option(help="Registry and artifacts live here [default: ~/.zeroserve]."),
+        typer.Option(help="Registry and artifacts live here (default: ~/.zeroserve)."),
     ] = None,
     max_body_mb: Annotated[
-        int | None, typer.Option(help="Largest inference request body, MiB [default: 16].")
+        int | None, typer.Option(help="Largest inference request body, MiB (default: 16).")
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning.")] = "info",
 ) -> None:
@@ -62,7 +62,7 @@ def up(
             state_dir=(state_dir or default_state_dir()).expanduser().resolve(),
             host=host,
             port=port,
-            max_body_bytes=max_body_mb * 1024 * 1024 if max_body_mb else None,
+            max_body_bytes=None if max_body_mb is None else max_body_mb * 1024 * 1024,
         )
     except ValueError as exc:
         raise _fail(str(exc)) from None

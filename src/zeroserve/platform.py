@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from zeroserve.artifacts import ArtifactError, ArtifactStore
+from zeroserve.artifacts import ArtifactStore
 from zeroserve.instances import Backend, InstanceSpec, LocalBackend, StartError
 from zeroserve.metering import Metrics
 from zeroserve.registry import ModelRecord, Registry, SqliteRegistry
@@ -160,12 +160,10 @@ class Platform:
                 )
             return ref.sha256, self.store.size(ref.sha256), ref.filename or ref.sha256[:12]
         assert ref.uri is not None
-        try:
-            digest, size = await asyncio.to_thread(
-                self.store.put_uri, ref.uri, max_bytes=self.settings.max_artifact_bytes
-            )
-        except ArtifactError as exc:
-            raise DeployError(str(exc)) from None
+        # ArtifactError propagates: the gateway answers 413 for an oversized one, else 422.
+        digest, size = await asyncio.to_thread(
+            self.store.put_uri, ref.uri, max_bytes=self.settings.max_artifact_bytes
+        )
         return digest, size, ref.filename or ref.uri.rstrip("/").rsplit("/", 1)[-1]
 
     async def _inspect(self, name: str, runtime: str, digest: str, request: DeployRequest) -> Any:
@@ -295,6 +293,7 @@ def _version_view(spec: VersionSpec) -> dict[str, Any]:
         "scaling": spec.scaling.model_dump(),
         "timeout_s": spec.timeout_s,
         "memory_mb": spec.memory_mb,
+        "python_class": spec.python_class,
         "signature": spec.signature.model_dump(),
         "created_at": spec.created_at,
     }

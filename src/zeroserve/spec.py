@@ -145,7 +145,7 @@ class DeployRequest(_Frozen):
     scaling: ScalingPolicy = Field(default_factory=ScalingPolicy)  # type: ignore[arg-type]
     # Wall-clock bound on one invocation on an instance; past it the client gets 504.
     timeout_s: float = Field(30.0, gt=0, le=3600)
-    # Address-space limit of each instance (RLIMIT_AS), None for no limit.
+    # Memory limit of each instance (RLIMIT_DATA: heap and private mappings), None for none.
     memory_mb: int | None = Field(None, ge=64, le=1024 * 1024)
     # Python runtime: the class to instantiate; default is the one class with load()/predict().
     python_class: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")

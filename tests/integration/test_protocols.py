@@ -111,7 +111,9 @@ def test_kserve_rest_client_v1_and_v2(iris_server: Any, expected: np.ndarray) ->
 
             inp_bin = InferInput("X", list(SAMPLE.shape), "FP32")
             inp_bin.set_data_from_numpy(SAMPLE.astype(np.float32), binary_data=True)
-            res = await v2.infer(iris_server.url, InferRequest("iris", [inp_bin]), model_name="iris")
+            res = await v2.infer(
+                iris_server.url, InferRequest("iris", [inp_bin]), model_name="iris"
+            )
             labels = next(o for o in res.outputs if o.name == "label")
             np.testing.assert_array_equal(labels.as_numpy(), expected)
         finally:

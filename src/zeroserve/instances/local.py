@@ -71,12 +71,13 @@ class LocalInstance:
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Tensors]] = {}
         self._exit_reason: str | None = None
+        self._channel_open = True
         self._closed = asyncio.Event()
         self._reader_task = asyncio.create_task(self._read_loop(), name=f"instance-{self.id}")
 
     @property
     def alive(self) -> bool:
-        return self._exit_reason is None
+        return self._exit_reason is None and self._channel_open
 
     @property
     def exit_reason(self) -> str | None:
@@ -93,6 +94,7 @@ class LocalInstance:
                 elif frame.kind == ipc.Kind.ERROR:
                     fut.set_exception(ModelError(str(frame.meta.get("error", "model error"))))
         finally:
+            self._channel_open = False  # before any await: no new request goes this way
             await self._on_exit()
 
     async def _on_exit(self) -> None:
@@ -111,14 +113,16 @@ class LocalInstance:
 
     async def infer(self, inputs: Tensors) -> Tensors:
         if not self.alive:
-            raise InstanceDied(f"instance {self._exit_reason}")
+            raise InstanceDied(f"instance {self._exit_reason or 'closed its channel'}")
         request_id = next(self._ids)
         fut: asyncio.Future[Tensors] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = fut
         try:
             self._writer.writelines(ipc.encode(ipc.Kind.INFER, request_id, None, inputs))
             await self._writer.drain()
-        except ConnectionError as exc:
+        except (ConnectionError, RuntimeError) as exc:
+            # asyncio raises ConnectionError on a dead peer; uvloop raises RuntimeError
+            # ("the handler is closed") once the transport is gone.
             self._pending.pop(request_id, None)
             raise InstanceDied(f"instance channel broke: {exc}") from exc
         try:

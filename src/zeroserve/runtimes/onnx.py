@@ -41,6 +41,12 @@ def _spec(arg: Any, kind: str) -> TensorSpec:
     return TensorSpec(name=arg.name, datatype=datatype, shape=shape)
 
 
+def _utf8(array: np.ndarray) -> np.ndarray:
+    """BYTES elements as str for tensor(string) inputs (astype(str) would assume ASCII)."""
+    flat = [b.decode("utf-8") if isinstance(b, bytes) else str(b) for b in array.reshape(-1)]
+    return np.array(flat, dtype=object).reshape(array.shape)
+
+
 class OnnxPredictor:
     def __init__(self, path: Path, options: dict[str, Any]) -> None:
         so = ort.SessionOptions()
@@ -61,9 +67,7 @@ class OnnxPredictor:
         self._output_names = [o.name for o in self.signature.outputs]
 
     def predict(self, inputs: Tensors) -> Tensors:
-        feed = {
-            name: (arr.astype(str) if arr.dtype == object else arr) for name, arr in inputs.items()
-        }
+        feed = {name: (_utf8(arr) if arr.dtype == object else arr) for name, arr in inputs.items()}
         results = self._session.run(self._output_names, feed)
         return {name: np.asarray(r) for name, r in zip(self._output_names, results, strict=True)}
 

@@ -24,7 +24,7 @@ class TorchPredictor:
         # One instance is one unit of scale: one intra-op thread, the pool adds instances.
         torch.set_num_threads(int(options.get("intra_op_threads") or 1))
         try:
-            self._module = torch.jit.load(str(path), map_location="cpu")
+            self._module = torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-untyped-call]
         except Exception as exc:
             raise LoadError(f"torch.jit.load failed: {exc}") from exc
         self._module.eval()

@@ -15,7 +15,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from zeroserve.instances import (
@@ -96,7 +96,8 @@ class _Slot:
     ready_at: float
     last_active: float
     in_flight: int = 0
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    # Why the pool killed it (e.g. "timeout"); None: if it exits, it crashed.
+    killed_for: str | None = None
 
 
 class Pool:
@@ -174,6 +175,7 @@ class Pool:
         slots = list(self._slots.values())
         self._slots.clear()
         await asyncio.gather(*(s.instance.stop() for s in slots), return_exceptions=True)
+        self._metrics.instance_exits.labels(*self._labels, "shutdown").inc(len(slots))
         for task in list(self._tasks):
             task.cancel()
         self._metrics.forget(*self._labels)
@@ -242,6 +244,7 @@ class Pool:
             self._fail(inv, InvocationTimeout(
                 f"the model did not answer within its timeout of {self.version.timeout_s:g} s"
             ))  # fmt: skip
+            slot.killed_for = "timeout"
             slot.instance.kill()
         except ModelError as exc:
             self._fail(inv, exc)
@@ -249,12 +252,11 @@ class Pool:
             if inv.attempts < _MAX_ATTEMPTS and not inv.future.done() and not self._closed:
                 self._queue.appendleft(inv)
             else:
-                self._fail(
-                    inv,
-                    InstanceCrashed(
-                        f"the instance running this request {exc.args[0].removeprefix('instance ')}"
-                    ),
-                )
+                what = str(exc).removeprefix("instance ")
+                self._fail(inv, InstanceCrashed(f"the instance running this request {what}"))
+        except Exception as exc:  # a bug must cost one request, never hang it
+            log.exception("invocation on %s failed", slot.instance.id)
+            self._fail(inv, InstanceCrashed(f"the invocation failed: {type(exc).__name__}"))
         finally:
             slot.in_flight -= 1
             slot.last_active = self._clock()
@@ -332,9 +334,10 @@ class Pool:
         await slot.instance.wait_closed()
         reason = slot.instance.exit_reason or "unknown"
         if self._slots.pop(slot.instance.id, None) is not None:
-            # Gone without being asked to: a crash (or a kill after a timeout).
+            # Gone without being asked to stop: a crash, or our kill after a timeout.
             log.warning("instance %s %s", slot.instance.id, reason)
-            self._metrics.instance_exits.labels(*self._labels, "crashed").inc()
+            kind = slot.killed_for or "crashed"
+            self._metrics.instance_exits.labels(*self._labels, kind).inc()
             self._pump()
 
     async def _stop(self, slot: _Slot, reason: str) -> None:

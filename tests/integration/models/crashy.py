@@ -1,4 +1,5 @@
-"""A test model that kills its own process when asked (a segfaulting native library)."""
+"""A test model that kills its own process on x < 0 (as a segfaulting native library
+would) and raises on x == 0."""
 
 from __future__ import annotations
 
@@ -18,4 +19,6 @@ class Crashy:
     def predict(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if int(batch["x"][0]) < 0:
             os.kill(os.getpid(), signal.SIGKILL)
+        if int(batch["x"][0]) == 0:
+            raise ValueError("x must not be zero")
         return {"y": batch["x"] * 2}

@@ -15,5 +15,7 @@ class Upper:
         pass
 
     def predict(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = np.array([t.decode("utf-8").upper().encode("utf-8") for t in batch["text"]], dtype=object)
+        out = np.array(
+            [t.decode("utf-8").upper().encode("utf-8") for t in batch["text"]], dtype=object
+        )
         return {"upper": out}
