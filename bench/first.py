@@ -314,17 +314,19 @@ def histogram_totals(metrics_text: str, name: str, model: str) -> dict[str, floa
     return totals
 
 
-def instances(client: httpx.Client, base_url: str, model: str) -> int:
+def at_zero(client: httpx.Client, base_url: str, model: str) -> bool:
+    """No live instance, and none starting or still stopping (its process not yet gone)."""
     r = client.get(f"{base_url}/api/models/{model}")
     r.raise_for_status()
-    count: int = r.json()["instances"]
-    return count
+    doc: dict[str, Any] = r.json()
+    busy: int = sum(v.get("starting", 0) + v.get("stopping", 0) for v in doc.get("versions", []))
+    return busy == 0 and int(doc["instances"]) == 0
 
 
 def wait_for_zero(client: httpx.Client, base_url: str, model: str, timeout_s: float) -> float:
-    """Seconds until the model had no live instance."""
+    """Seconds until the model was at zero."""
     t0 = time.perf_counter()
-    while instances(client, base_url, model) != 0:
+    while not at_zero(client, base_url, model):
         if time.perf_counter() - t0 > timeout_s:
             raise BenchError(f"{model} still has instances after {timeout_s:g} s")
         time.sleep(0.01)

@@ -1,0 +1,56 @@
+"""Content-addressed store over fsspec, and the local cache that checks digests."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import fsspec
+import pytest
+
+from zeroserve.artifacts import ArtifactError, ArtifactStore, local_artifact_path
+
+
+async def _chunks(data: bytes) -> AsyncIterator[bytes]:
+    for i in range(0, len(data), 7):
+        yield data[i : i + 7]
+
+
+def test_upload_is_content_addressed_and_read_in_place(tmp_path: Path) -> None:
+    store = ArtifactStore((tmp_path / "store").as_uri(), tmp_path / "staging")
+    data = b"model bytes" * 100
+    digest, size = asyncio.run(store.put_stream(_chunks(data), max_bytes=10_000))
+    assert digest == hashlib.sha256(data).hexdigest()
+    assert size == len(data)
+    assert store.exists(digest)
+    again, _ = asyncio.run(store.put_stream(_chunks(data), max_bytes=10_000))
+    assert again == digest
+    local = local_artifact_path(store.root_uri, digest, tmp_path / "cache")
+    assert local.read_bytes() == data
+    assert not (tmp_path / "cache").exists()  # a local store is not copied
+    with pytest.raises(ArtifactError, match="larger than the limit"):
+        asyncio.run(store.put_stream(_chunks(data), max_bytes=100))
+    assert list((tmp_path / "staging").iterdir()) == []
+
+
+def test_remote_artifact_is_cached_once_and_checked(tmp_path: Path) -> None:
+    # memory:// is a real fsspec filesystem that is not local disk, like s3:// or gs://.
+    root = "memory://zeroserve-test-store"
+    store = ArtifactStore(root, tmp_path / "staging")
+    src = tmp_path / "m.onnx"
+    src.write_bytes(b"weights")
+    digest, _ = store.put_uri(str(src), max_bytes=1000)
+    cached = local_artifact_path(root, digest, tmp_path / "cache")
+    assert cached.read_bytes() == b"weights"
+    assert str(cached).startswith(str(tmp_path / "cache"))
+
+    fs = fsspec.filesystem("memory")
+    tampered = hashlib.sha256(b"other").hexdigest()
+    fs.pipe(f"/zeroserve-test-store/sha256/{tampered[:2]}/{tampered}", b"not other")
+    with pytest.raises(ArtifactError, match="not loaded"):
+        local_artifact_path(root, tampered, tmp_path / "cache")
+    assert not (tmp_path / "cache" / "sha256" / tampered[:2] / tampered).exists()
+    with pytest.raises(ArtifactError, match="not found"):
+        store.put_uri(str(tmp_path / "missing.onnx"), max_bytes=1000)

@@ -1,0 +1,53 @@
+"""Scaling decisions on a fake clock: start for queued work within bounds, stop what idled."""
+
+from __future__ import annotations
+
+import pytest
+
+from zeroserve.scaling import InstanceLoad, PoolLoad, instances_to_start, instances_to_stop
+from zeroserve.spec import ScalingPolicy
+
+POLICY = ScalingPolicy(min_instances=0, max_instances=4, concurrency=4, idle_timeout_s=10)
+
+
+@pytest.mark.parametrize(
+    ("load", "min_instances", "expected"),
+    [
+        (PoolLoad(queued=0, in_flight=0, ready=0, starting=0), 0, 0),  # idle at zero stays
+        (PoolLoad(queued=1, in_flight=0, ready=0, starting=0), 0, 1),  # cold: start one
+        (PoolLoad(queued=1, in_flight=0, ready=0, starting=1), 0, 0),  # already starting
+        (PoolLoad(queued=10, in_flight=3, ready=1, starting=0), 0, 3),  # ceil(13/4) = 4
+        (PoolLoad(queued=100, in_flight=4, ready=1, starting=0), 0, 3),  # capped at max 4
+        (PoolLoad(queued=0, in_flight=0, ready=0, starting=0), 2, 2),  # warm pool
+        (PoolLoad(queued=9, in_flight=0, ready=0, starting=0, stopping=3), 0, 1),  # 1 slot left
+    ],
+)
+def test_instances_to_start(load: PoolLoad, min_instances: int, expected: int) -> None:
+    got = instances_to_start(load, POLICY, min_instances=min_instances, now=0.0, backoff_until=0.0)
+    assert got == expected
+
+
+def test_no_start_during_backoff_after_a_failed_start() -> None:
+    load = PoolLoad(queued=5, in_flight=0, ready=0, starting=0)
+    assert instances_to_start(load, POLICY, min_instances=0, now=1.0, backoff_until=1.5) == 0
+    assert instances_to_start(load, POLICY, min_instances=0, now=1.5, backoff_until=1.5) == 2
+
+
+def test_idle_instances_stop_oldest_first_down_to_min() -> None:
+    now = 0.0
+    fleet = [
+        InstanceLoad("a", in_flight=0, last_active=now),
+        InstanceLoad("b", in_flight=0, last_active=now + 2),
+        InstanceLoad("c", in_flight=1, last_active=now),  # busy: never stopped
+    ]
+    kw = {"min_instances": 0, "queued": 0}
+    assert instances_to_stop(fleet, POLICY, now=now + 9.9, **kw) == []
+    assert instances_to_stop(fleet, POLICY, now=now + 10, **kw) == ["a"]
+    assert instances_to_stop(fleet, POLICY, now=now + 12, **kw) == ["a", "b"]
+    assert instances_to_stop(fleet, POLICY, now=now + 12, min_instances=2, queued=0) == ["a"]
+    assert instances_to_stop(fleet, POLICY, now=now + 12, min_instances=0, queued=1) == []
+
+
+def test_policy_validation_names_the_bad_value() -> None:
+    with pytest.raises(ValueError, match="max_instances = 1 must be >= min_instances = 2"):
+        ScalingPolicy(min_instances=2, max_instances=1)

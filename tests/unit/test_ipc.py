@@ -1,0 +1,54 @@
+"""Frames between gateway and instance round-trip every datatype, over a real socket pair."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import numpy as np
+
+from zeroserve.instances import ipc
+
+
+def test_round_trip_over_a_socket_pair() -> None:
+    tensors = {
+        "f32": np.arange(12, dtype=np.float32).reshape(3, 4),
+        "i64": np.array([1, -2, 3], dtype=np.int64),
+        "b": np.array([True, False]),
+        "f16": np.array([0.5], dtype=np.float16),
+        "s": np.array([b"a", "ü".encode(), b""], dtype=object),
+        "scalar": np.array(3.5),
+        "big": np.random.default_rng(0).random((512, 384)).astype(np.float32),
+    }
+    a, b = socket.socketpair()
+    with a, b:
+        # The frame is bigger than the socket buffer: send from another thread.
+        sender = threading.Thread(
+            target=ipc.send_blocking, args=(a, ipc.encode(ipc.Kind.INFER, 42, {"k": "v"}, tensors))
+        )
+        sender.start()
+        frame = ipc.recv_frame_blocking(b)
+        sender.join()
+        assert frame is not None
+        assert frame.kind == ipc.Kind.INFER
+        assert frame.request_id == 42
+        assert frame.meta == {"k": "v"}
+        assert list(frame.tensors) == list(tensors)
+        for name, expected in tensors.items():
+            got = frame.tensors[name]
+            assert got.shape == expected.shape
+            if expected.dtype == object:
+                assert got.tolist() == expected.tolist()
+            else:
+                assert got.dtype == expected.dtype
+                np.testing.assert_array_equal(got, expected)
+        a.close()
+        assert ipc.recv_frame_blocking(b) is None  # a closed peer ends the stream
+
+
+def test_non_contiguous_arrays_are_sent_in_c_order() -> None:
+    x = np.arange(6, dtype=np.int32).reshape(2, 3).T
+    frame = ipc.decode_body(
+        b"".join(bytes(p) for p in ipc.encode(ipc.Kind.RESULT, 1, None, {"x": x}))[4:]
+    )
+    np.testing.assert_array_equal(frame.tensors["x"], x)
