@@ -37,6 +37,14 @@ def zs(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "zeroserve.cli", *args], check=True)
 
 
+def deploy_once(base: str, name: str, path: Path, *flags: str) -> None:
+    """Deploy unless an earlier demo run already did (the state dir keeps deployments)."""
+    if httpx.get(f"{base}/api/models/{name}", timeout=5).status_code == 200:
+        print(f"{name} is already deployed (kept in the state dir)")
+        return
+    zs("deploy", name, str(path), *flags, "--url", base)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=8080)
