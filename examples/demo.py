@@ -57,16 +57,8 @@ def main() -> None:
     )  # fmt: skip
     try:
         wait_live(base, proc)
-        zs(
-            "deploy",
-            "iris",
-            str(HERE / "iris" / "iris.onnx"),
-            "--idle-timeout",
-            "60",
-            "--url",
-            base,
-        )
-        zs("deploy", "iris-sklearn", str(HERE / "iris" / "iris.joblib"), "--trust", "--url", base)
+        deploy_once(base, "iris", HERE / "iris" / "iris.onnx", "--idle-timeout", "60")
+        deploy_once(base, "iris-sklearn", HERE / "iris" / "iris.joblib", "--trust")
         zs("ls", "--url", base)
         body = (
             '{"inputs":[{"name":"X","datatype":"FP32","shape":[2,4],'
