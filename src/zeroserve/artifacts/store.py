@@ -16,8 +16,7 @@ import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-
-import fsspec
+from urllib.parse import unquote, urlparse
 
 __all__ = ["ArtifactError", "ArtifactStore", "local_artifact_path", "sha256_file"]
 
@@ -41,6 +40,8 @@ def _key(digest: str) -> str:
 
 
 def _fs(root: str) -> tuple[Any, str]:
+    import fsspec  # lazily: an instance reading a file:// store never needs it (~20 ms)
+
     fs, path = fsspec.core.url_to_fs(root)
     return fs, str(path).rstrip("/")
 
@@ -87,6 +88,8 @@ class ArtifactStore:
         fd, tmp_name = tempfile.mkstemp(dir=self._staging, prefix="fetch-")
         os.close(fd)
         tmp = Path(tmp_name)
+        import fsspec
+
         try:
             try:
                 with fsspec.open(uri, "rb") as src, tmp.open("wb") as dst:
@@ -125,13 +128,13 @@ def local_artifact_path(store_uri: str, digest: str, cache_dir: Path) -> Path:
     A remote artifact is downloaded once per machine and checked against its digest before it
     is published in the cache, so a torn or tampered download is never loaded.
     """
-    fs, root = _fs(store_uri)
-    source = f"{root}/{_key(digest)}"
-    if "file" in _protocols(fs):
-        path = Path(source)
+    if store_uri.startswith("file://"):
+        path = Path(unquote(urlparse(store_uri).path)) / _key(digest)
         if not path.exists():
             raise ArtifactError(f"artifact sha256:{digest} is missing from the store")
         return path
+    fs, root = _fs(store_uri)
+    source = f"{root}/{_key(digest)}"
     cached = cache_dir / _key(digest)
     if cached.exists():
         return cached
@@ -149,8 +152,3 @@ def local_artifact_path(store_uri: str, digest: str, cache_dir: Path) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return cached
-
-
-def _protocols(fs: Any) -> tuple[str, ...]:
-    proto = fs.protocol
-    return (proto,) if isinstance(proto, str) else tuple(proto)
