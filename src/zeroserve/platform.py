@@ -24,6 +24,7 @@ from zeroserve.scaling.pool import Result
 from zeroserve.settings import Settings
 from zeroserve.spec import (
     DeployRequest,
+    Signature,
     TrafficSplit,
     VersionSpec,
     check_model_name,
@@ -98,7 +99,10 @@ class Platform:
     def version(self, name: str, version: int | None) -> VersionSpec:
         record = self.model(name)
         if version is None:
-            return record.latest
+            # The version most of the traffic goes to stands for the model (metadata).
+            main = max(record.traffic, key=lambda t: t.percent, default=None)
+            found = record.version(main.version) if main else None
+            return found or record.latest
         spec = record.version(version)
         if spec is None:
             known = ", ".join(str(v.version) for v in record.versions)
@@ -166,7 +170,9 @@ class Platform:
         )
         return digest, size, ref.filename or ref.uri.rstrip("/").rsplit("/", 1)[-1]
 
-    async def _inspect(self, name: str, runtime: str, digest: str, request: DeployRequest) -> Any:
+    async def _inspect(
+        self, name: str, runtime: str, digest: str, request: DeployRequest
+    ) -> Signature:
         """Load the model once in a throwaway instance: a model that cannot load is refused
         at deploy time, and its signature (inputs, outputs) is recorded with the version."""
         spec = InstanceSpec(
@@ -267,7 +273,7 @@ class Platform:
                 "instances": 0, "starting": 0, "stopping": 0, "queued": 0, "in_flight": 0,
             }  # fmt: skip
             total += live["instances"]
-            versions.append({**_version_view(spec), **live})
+            versions.append({**version_view(spec), **live})
         return {
             "name": record.name,
             "created_at": record.created_at,
@@ -280,7 +286,7 @@ class Platform:
         return sum(p.status()["instances"] for k, p in self._pools.items() if k.model == name)
 
 
-def _version_view(spec: VersionSpec) -> dict[str, Any]:
+def version_view(spec: VersionSpec) -> dict[str, Any]:
     return {
         "version": spec.version,
         "runtime": spec.runtime,
@@ -297,7 +303,3 @@ def _version_view(spec: VersionSpec) -> dict[str, Any]:
         "signature": spec.signature.model_dump(),
         "created_at": spec.created_at,
     }
-
-
-def version_view(spec: VersionSpec) -> dict[str, Any]:
-    return _version_view(spec)

@@ -176,6 +176,13 @@ class LocalBackend:
         reader, writer = await asyncio.open_unix_connection(sock=parent, limit=1 << 20)
         try:
             ready = await asyncio.wait_for(_read_frame(reader), timeout=timeout_s)
+        except asyncio.CancelledError:
+            # The pool is closing mid-start: leave no process behind (asyncio reaps it).
+            writer.close()
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            self._procs.discard(proc)
+            raise
         except TimeoutError:
             await self._abandon(proc, writer)
             raise StartError(

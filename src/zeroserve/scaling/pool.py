@@ -254,6 +254,9 @@ class Pool:
             else:
                 what = str(exc).removeprefix("instance ")
                 self._fail(inv, InstanceCrashed(f"the instance running this request {what}"))
+        except asyncio.CancelledError:
+            self._fail(inv, PoolClosed("the model is being removed or the platform is stopping"))
+            raise
         except Exception as exc:  # a bug must cost one request, never hang it
             log.exception("invocation on %s failed", slot.instance.id)
             self._fail(inv, InstanceCrashed(f"the invocation failed: {type(exc).__name__}"))
