@@ -14,16 +14,11 @@ from starlette.routing import Route
 from zeroserve.gateway.body import read_body
 from zeroserve.gateway.errors import ApiError, to_api_error
 from zeroserve.gateway.invoke import parse_version
-from zeroserve.gateway.responses import json_response
-from zeroserve.platform import Platform, version_view
+from zeroserve.gateway.responses import json_response, platform_of
+from zeroserve.platform import version_view
 from zeroserve.spec import DeployRequest, TrafficSplit
 
 __all__ = ["routes", "validation_message"]
-
-
-def _platform(request: Request) -> Platform:
-    platform: Platform = request.app.state.platform
-    return platform
 
 
 def validation_message(exc: ValidationError) -> str:
@@ -47,7 +42,7 @@ async def _json_body(request: Request, model: type[BaseModel]) -> Any:
 
 
 async def upload_artifact(request: Request) -> Response:
-    platform = _platform(request)
+    platform = platform_of(request)
     limit = platform.settings.max_artifact_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -68,20 +63,20 @@ async def deploy(request: Request) -> Response:
     name = request.path_params["name"]
     deploy_request = await _json_body(request, DeployRequest)
     try:
-        spec = await _platform(request).deploy(name, deploy_request)
+        spec = await platform_of(request).deploy(name, deploy_request)
     except Exception as exc:
         raise to_api_error(exc) from None
     return json_response({"model": name, **version_view(spec)}, status=201)
 
 
 async def list_models(request: Request) -> Response:
-    platform = _platform(request)
+    platform = platform_of(request)
     return json_response({"models": [platform.status(r.name) for r in platform.models()]})
 
 
 async def model_status(request: Request) -> Response:
     try:
-        return json_response(_platform(request).status(request.path_params["name"]))
+        return json_response(platform_of(request).status(request.path_params["name"]))
     except Exception as exc:
         raise to_api_error(exc) from None
 
@@ -89,7 +84,7 @@ async def model_status(request: Request) -> Response:
 async def version_status(request: Request) -> Response:
     try:
         version = parse_version(request.path_params["version"])
-        spec = _platform(request).version(request.path_params["name"], version)
+        spec = platform_of(request).version(request.path_params["name"], version)
     except Exception as exc:
         raise to_api_error(exc) from None
     return json_response({"model": spec.model, **version_view(spec)})
@@ -103,8 +98,8 @@ async def set_traffic(request: Request) -> Response:
     name = request.path_params["name"]
     body = await _json_body(request, _TrafficBody)
     try:
-        _platform(request).set_traffic(name, body.traffic)
-        return json_response(_platform(request).status(name))
+        platform_of(request).set_traffic(name, body.traffic)
+        return json_response(platform_of(request).status(name))
     except Exception as exc:
         raise to_api_error(exc) from None
 
@@ -112,7 +107,7 @@ async def set_traffic(request: Request) -> Response:
 async def delete_model(request: Request) -> Response:
     name = request.path_params["name"]
     try:
-        await _platform(request).remove(name)
+        await platform_of(request).remove(name)
     except Exception as exc:
         raise to_api_error(exc) from None
     return json_response({"deleted": name})
@@ -120,7 +115,7 @@ async def delete_model(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     return Response(
-        _platform(request).metrics.render(),
+        platform_of(request).metrics.render(),
         media_type="text/plain; version=0.0.4; charset=utf-8",
     )
 

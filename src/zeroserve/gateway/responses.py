@@ -1,15 +1,24 @@
-"""Small response helpers: JSON bodies with Content-Length, no extra work on the hot path."""
+"""Small helpers for handlers: JSON bodies with Content-Length, and the platform an app
+serves."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+from starlette.requests import Request
 from starlette.responses import Response
 
-__all__ = ["json_response"]
+from zeroserve.platform import Platform
+
+__all__ = ["json_response", "platform_of"]
 
 
 def json_response(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     body = json.dumps(doc, separators=(",", ":")).encode()
     return Response(body, status_code=status, headers=headers, media_type="application/json")
+
+
+def platform_of(request: Request) -> Platform:
+    platform: Platform = request.app.state.platform
+    return platform

@@ -11,15 +11,9 @@ from zeroserve.gateway.body import check_content_type, read_body
 from zeroserve.gateway.codec_v2 import validate
 from zeroserve.gateway.errors import to_api_error
 from zeroserve.gateway.invoke import Metered
-from zeroserve.gateway.responses import json_response
-from zeroserve.platform import Platform
+from zeroserve.gateway.responses import json_response, platform_of
 
 __all__ = ["routes"]
-
-
-def _platform(request: Request) -> Platform:
-    platform: Platform = request.app.state.platform
-    return platform
 
 
 async def server_live(request: Request) -> Response:
@@ -28,20 +22,20 @@ async def server_live(request: Request) -> Response:
 
 
 async def list_models(request: Request) -> Response:
-    return json_response({"models": [r.name for r in _platform(request).models()]})
+    return json_response({"models": [r.name for r in platform_of(request).models()]})
 
 
 async def model_status(request: Request) -> Response:
     name = request.path_params["name"]
     try:
-        _platform(request).model(name)
+        platform_of(request).model(name)
     except Exception as exc:
         raise to_api_error(exc) from None
     return json_response({"name": name, "ready": True})
 
 
 async def predict(request: Request) -> Response:
-    platform = _platform(request)
+    platform = platform_of(request)
     meter = Metered(platform, "v1")
     try:
         check_content_type(request)

@@ -14,7 +14,7 @@ from zeroserve.gateway import codec_v2
 from zeroserve.gateway.body import check_content_type, read_body
 from zeroserve.gateway.errors import ApiError, to_api_error
 from zeroserve.gateway.invoke import Metered, parse_version
-from zeroserve.gateway.responses import json_response
+from zeroserve.gateway.responses import json_response, platform_of
 from zeroserve.platform import Platform
 from zeroserve.spec import VersionSpec
 
@@ -27,11 +27,6 @@ _PLATFORMS = {
     "python": "python",
     "torch": "pytorch_libtorch",
 }
-
-
-def _platform(request: Request) -> Platform:
-    platform: Platform = request.app.state.platform
-    return platform
 
 
 async def live(request: Request) -> Response:
@@ -69,7 +64,7 @@ def _metadata(spec: VersionSpec, versions: list[str]) -> dict[str, Any]:
 
 
 def _lookup(request: Request) -> tuple[Platform, VersionSpec, list[str]]:
-    platform = _platform(request)
+    platform = platform_of(request)
     name = request.path_params["name"]
     try:
         version = parse_version(request.path_params.get("version"))
@@ -92,7 +87,7 @@ async def model_ready(request: Request) -> Response:
 
 
 async def infer(request: Request) -> Response:
-    platform = _platform(request)
+    platform = platform_of(request)
     meter = Metered(platform, "v2")
     try:
         check_content_type(request)
@@ -120,7 +115,7 @@ async def infer(request: Request) -> Response:
 async def repository_index(request: Request) -> Response:
     """Every deployed version is READY: it starts on demand. The body ({"ready": bool})
     may be empty, as tritonclient sends it."""
-    platform = _platform(request)
+    platform = platform_of(request)
     body = await read_body(request, 64 * 1024)
     if body.strip():
         try:
