@@ -50,6 +50,10 @@ def up(
     max_body_mb: Annotated[
         int | None, typer.Option(help="Largest inference request body, MiB (default: 16).")
     ] = None,
+    snapshot_memory: Annotated[
+        int | None,
+        typer.Option(help="MB that snapshot templates may hold together (default: 1024)."),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning.")] = "info",
 ) -> None:
     """Run the platform in the foreground."""
@@ -63,6 +67,7 @@ def up(
             host=host,
             port=port,
             max_body_bytes=None if max_body_mb is None else max_body_mb * 1024 * 1024,
+            snapshot_memory_mb=snapshot_memory,
         )
     except ValueError as exc:
         raise _fail(str(exc)) from None
@@ -137,6 +142,9 @@ def deploy(
     python_class: Annotated[
         str | None, typer.Option("--class", help="Python runtime class.")
     ] = None,
+    snapshot: Annotated[
+        bool, typer.Option("--snapshot", help="Keep a loaded template: ms cold starts.")
+    ] = False,
     url: UrlOption = "",
 ) -> None:
     """Upload an artifact and create a new immutable version; prints the version."""
@@ -159,6 +167,8 @@ def deploy(
     doc.update({k: v for k, v in overrides.items() if v is not None})
     if trust:
         doc["trust"] = True
+    if snapshot:
+        doc["snapshot"] = True
     with _client(url) as client:
         try:
             doc["artifact"] = _artifact_ref(client, artifact)

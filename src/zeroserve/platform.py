@@ -16,11 +16,12 @@ from typing import Any
 
 from zeroserve.artifacts import ArtifactStore
 from zeroserve.instances import Backend, InstanceSpec, LocalBackend, StartError
+from zeroserve.instances.forking import ForkServerBackend
 from zeroserve.metering import Metrics
 from zeroserve.registry import ModelRecord, Registry, SqliteRegistry
 from zeroserve.routing import pick_version
 from zeroserve.scaling import Pool
-from zeroserve.scaling.pool import Result
+from zeroserve.scaling.pool import Result, instance_spec
 from zeroserve.settings import Settings
 from zeroserve.spec import (
     DeployRequest,
@@ -64,7 +65,7 @@ class Platform:
         settings.state_dir.mkdir(parents=True, exist_ok=True)
         self.registry: Registry = registry or SqliteRegistry(settings.registry_path)
         self.store = ArtifactStore(settings.artifact_store_uri, settings.state_dir / "staging")
-        self.backend: Backend = backend or LocalBackend()
+        self.backend: Backend = backend or _default_backend(settings)
         self.metrics = metrics or Metrics()
         self._models: dict[str, ModelRecord] = {}
         self._pools: dict[_Key, Pool] = {}
@@ -74,9 +75,24 @@ class Platform:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
+        await self.backend.warm_up()
         for record in self.registry.list_models():
             self._models[record.name] = record
             self._apply_warm_pool(record)
+            for spec in record.versions:
+                await self._prepare_snapshot(record, spec)
+
+    async def _prepare_snapshot(self, record: ModelRecord, spec: VersionSpec) -> None:
+        routed = {t.version for t in record.traffic if t.percent > 0}
+        if spec.snapshot and spec.version in routed:
+            await self.backend.prepare(
+                instance_spec(
+                    spec,
+                    instance_id=f"{spec.model}-v{spec.version}-template",
+                    store_uri=self.store.root_uri,
+                    cache_dir=str(self.settings.cache_dir),
+                )
+            )
 
     async def close(self) -> None:
         pools = list(self._pools.values())
@@ -145,12 +161,14 @@ class Platform:
                 python_class=request.python_class,
                 signature=signature,
                 created_at=time.time(),
+                snapshot=request.snapshot,
             )
             self.registry.add_version(spec)
             record = self.registry.get(name)
             assert record is not None
             self._models[name] = record
         self._apply_warm_pool(record)
+        await self._prepare_snapshot(record, spec)
         log.info("deployed %s v%d (%s, sha256:%s)", name, spec.version, runtime, digest[:12])
         return spec
 
@@ -303,3 +321,9 @@ def version_view(spec: VersionSpec) -> dict[str, Any]:
         "signature": spec.signature.model_dump(),
         "created_at": spec.created_at,
     }
+
+
+def _default_backend(settings: Settings) -> Backend:
+    if settings.instance_start == "spawn":
+        return LocalBackend()
+    return ForkServerBackend(snapshot_budget_bytes=settings.snapshot_memory_mb * 1024 * 1024)

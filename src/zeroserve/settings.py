@@ -54,6 +54,11 @@ class Settings:
     start_timeout_s: float = 120.0
     # Artifact store root; default is a folder in the state dir. Any fsspec URI works.
     artifact_store: str = ""
+    # How instances start: "fork" (from the fork server, the default) or "spawn" (a new
+    # interpreter each; the slow path, kept for comparison and as the fallback).
+    instance_start: str = "fork"
+    # Memory that snapshot templates may hold together (PSS); least recently used go first.
+    snapshot_memory_mb: int = 1024
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -63,6 +68,8 @@ class Settings:
             queue_timeout_s=_env_float("ZEROSERVE_QUEUE_TIMEOUT_S", 60.0),
             start_timeout_s=_env_float("ZEROSERVE_START_TIMEOUT_S", 120.0),
             artifact_store=os.environ.get("ZEROSERVE_ARTIFACT_STORE", ""),
+            instance_start=os.environ.get("ZEROSERVE_INSTANCE_START", "fork"),
+            snapshot_memory_mb=_env_int("ZEROSERVE_SNAPSHOT_MEMORY_MB", 1024),
         )
         given = {k: v for k, v in overrides.items() if v is not None}
         settings = replace(base, **given)  # type: ignore[arg-type]
@@ -78,6 +85,10 @@ class Settings:
             raise ValueError(f"queue_timeout_s = {self.queue_timeout_s} must be > 0")
         if self.start_timeout_s <= 0:
             raise ValueError(f"start_timeout_s = {self.start_timeout_s} must be > 0")
+        if self.instance_start not in ("fork", "spawn"):
+            raise ValueError(f"instance_start = {self.instance_start!r} must be fork or spawn")
+        if self.snapshot_memory_mb < 0:
+            raise ValueError(f"snapshot_memory_mb = {self.snapshot_memory_mb} must be >= 0")
 
     @property
     def registry_path(self) -> Path:

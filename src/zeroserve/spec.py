@@ -149,6 +149,9 @@ class DeployRequest(_Frozen):
     memory_mb: int | None = Field(None, ge=64, le=1024 * 1024)
     # Python runtime: the class to instantiate; default is the one class with load()/predict().
     python_class: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    # Keep a snapshot template (model loaded, one warm-up prediction done) to fork instances
+    # from in milliseconds; it costs its memory, within `zeroserve up --snapshot-memory`.
+    snapshot: bool = False
 
 
 class VersionSpec(_Frozen):
@@ -167,6 +170,7 @@ class VersionSpec(_Frozen):
     python_class: str | None
     signature: Signature
     created_at: float
+    snapshot: bool = False
 
     def options(self) -> dict[str, Any]:
         """Runtime options that travel to the instance."""

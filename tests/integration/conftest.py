@@ -94,19 +94,34 @@ class Server:
             return doc
 
     def worker_pids(self) -> list[int]:
-        """Instance processes of this server (its state dir is in their command line)."""
-        pids = []
-        needle = str(self.state_dir).encode()
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"zeroserve.instances.worker" in cmdline and needle in cmdline:
-                pids.append(int(entry))
-        return pids
+        """Live instance processes of this server: its descendants named zs-instance (forked
+        ones share the fork server's command line, so the name is what tells them apart)."""
+        if self.proc is None:
+            return []
+        return [pid for pid, name in descendants(self.proc.pid) if name == "zs-instance"]
+
+
+def descendants(root: int) -> list[tuple[int, str]]:
+    """(pid, process name) of every live process below `root`."""
+    children: dict[int, list[int]] = {}
+    names: dict[int, str] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            names[int(entry)] = Path(f"/proc/{entry}/comm").read_text().strip()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if fields[0] != "Z":  # a zombie has exited, it is only not reaped yet
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append((child, names.get(child, "")))
+            todo.append(child)
+    return found
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import wait_for
+from tests.integration.conftest import descendants, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -97,3 +97,22 @@ def test_model_error_is_422_with_the_models_message(server: Any) -> None:
         )
         assert r.status_code == 200
         assert server.worker_pids() == pid_before  # a model error does not cost the instance
+
+
+def test_kill_9_of_the_platform_leaves_no_process_behind(server: Any) -> None:
+    server.deploy("slow", MODELS / "slow.py")
+    with server.client() as c:
+        _pid(c.post("/v2/models/slow/infer", json=_delay(0)))
+    family = [pid for pid, _ in descendants(server.proc.pid)]
+    assert len(family) >= 2  # the fork server and the instance (and maybe templates)
+    server.proc.kill()
+    server.proc.wait()
+    wait_for(lambda: not any(_alive(pid) for pid in family), timeout_s=10)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return state[state.rindex(")") + 2] != "Z"

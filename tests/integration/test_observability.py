@@ -43,9 +43,9 @@ def test_metrics_follow_requests_and_instances(server: Any, iris_models: dict[st
     assert _sample(text, "zeroserve_requests_total", **v1, protocol="v1", status="200") == 1
     assert _sample(text, "zeroserve_requests_total", **v1, protocol="v2", status="400") == 1
     assert _sample(text, "zeroserve_request_duration_seconds_count", **v1) == 5
-    assert _sample(text, "zeroserve_cold_starts_total", **v1, path="spawn") == 1
-    assert _sample(text, "zeroserve_cold_start_seconds_count", **v1, path="spawn") == 1
-    assert _sample(text, "zeroserve_cold_start_seconds_sum", **v1, path="spawn") > 0
+    assert _sample(text, "zeroserve_cold_starts_total", **v1, path="fork") == 1
+    assert _sample(text, "zeroserve_cold_start_seconds_count", **v1, path="fork") == 1
+    assert _sample(text, "zeroserve_cold_start_seconds_sum", **v1, path="fork") > 0
     assert _sample(text, "zeroserve_instances", **v1) == 1
     assert _sample(text, "zeroserve_queue_depth", **v1) == 0
 

@@ -124,8 +124,12 @@ def test_restart_keeps_deployments(server_factory: Any, iris_models: dict[str, P
     first.deploy("iris", iris_models["onnx"])
     first.deploy("iris", iris_models["onnx"], "--max-instances", "3")
     first.deploy("iris-sk", iris_models["joblib"], "--trust")
+    with first.client() as c:
+        assert _labels(c.post("/v2/models/iris/infer", json=_v2(X[[0]]))) == [0]
+    running = first.worker_pids()
+    assert len(running) == 1
     first.stop()
-    assert first.worker_pids() == []
+    assert not any(Path(f"/proc/{pid}").exists() for pid in running)  # no orphan instances
     second = server_factory(state_dir=first.state_dir)
     status = second.status("iris")
     assert [v["version"] for v in status["versions"]] == [1, 2]

@@ -88,4 +88,16 @@ class Backend(Protocol):
 
     async def start(self, spec: InstanceSpec, *, timeout_s: float) -> Instance: ...
 
+    async def warm_up(self) -> None:
+        """Get ready to start instances fast (e.g. start the fork server)."""
+        ...
+
+    async def prepare(self, spec: InstanceSpec) -> None:
+        """Make the snapshot template for a version with `snapshot` on, if supported."""
+        ...
+
+    def template_sizes(self) -> dict[str, int]:
+        """Memory (bytes, PSS) of each live snapshot template, by model:version:sha256."""
+        ...
+
     async def close(self) -> None: ...

@@ -43,6 +43,13 @@ class Kind(enum.IntEnum):
     RESULT = 4  # instance -> gateway: output tensors
     ERROR = 5  # instance -> gateway: predict raised; meta["error"] says what
     SHUTDOWN = 6  # gateway -> instance: finish in-flight work and exit
+    # Fork server control channel (forkserver.py):
+    FORK = 7  # gateway -> fork server: start an instance; carries its socket as SCM_RIGHTS
+    FORKED = 8  # fork server -> gateway: meta {pid, path}
+    FORK_ERROR = 9  # fork server -> gateway: meta {error}
+    EXITED = 10  # fork server -> gateway: meta {pid, returncode}
+    PREPARE = 11  # gateway -> fork server: make the snapshot template of meta["spec"]
+    TEMPLATES = 12  # fork server -> gateway: meta {sizes: {key: bytes}} or {failed: {key: why}}
 
 
 class Frame:

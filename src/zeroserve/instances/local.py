@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from zeroserve.instances import ipc
 from zeroserve.instances.backend import InstanceDied, ModelError, StartError, StartInfo
@@ -19,7 +19,7 @@ from zeroserve.instances.spec import InstanceSpec
 from zeroserve.spec import Signature
 from zeroserve.tensors import Tensors
 
-__all__ = ["LocalBackend", "LocalInstance"]
+__all__ = ["LocalBackend", "LocalInstance", "ProcessHandle", "connect"]
 
 _PREFIX = 4
 
@@ -47,15 +47,28 @@ def _describe_exit(returncode: int | None) -> str:
     return f"exited with code {returncode}"
 
 
+class ProcessHandle(Protocol):
+    """The OS process behind an instance: a subprocess we spawned, or one the fork server
+    forked (whose exit status the fork server reports)."""
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    def kill(self) -> None: ...
+
+    async def wait(self) -> int | None: ...
+
+
 class LocalInstance:
     def __init__(
         self,
         spec: InstanceSpec,
-        proc: asyncio.subprocess.Process,
+        proc: ProcessHandle,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         ready: ipc.Frame,
         started_at: float,
+        path: str,
     ) -> None:
         self.id = spec.instance_id
         self.signature = Signature.model_validate(ready.meta["signature"])
@@ -63,7 +76,7 @@ class LocalInstance:
             total_ms=(time.perf_counter() - started_at) * 1e3,
             fetch_ms=float(ready.meta.get("fetch_ms", 0.0)),
             load_ms=float(ready.meta.get("load_ms", 0.0)),
-            path="spawn",
+            path=path,
         )
         self._proc = proc
         self._reader = reader
@@ -102,7 +115,8 @@ class LocalInstance:
             await asyncio.wait_for(self._proc.wait(), timeout=2.0)
         if self._proc.returncode is None:
             self._proc.kill()
-            await self._proc.wait()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._proc.wait(), timeout=5.0)
         self._exit_reason = self._exit_reason or _describe_exit(self._proc.returncode)
         for fut in self._pending.values():
             if not fut.done():
@@ -146,12 +160,51 @@ class LocalInstance:
             await self._closed.wait()
 
     def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            self._proc.kill()
+        self._proc.kill()
+
+
+async def connect(
+    spec: InstanceSpec,
+    proc: ProcessHandle,
+    parent: socket.socket,
+    *,
+    timeout_s: float,
+    started_at: float,
+    path: str,
+) -> LocalInstance:
+    """Wait for a just-started process's READY on `parent`; clean up on any failure."""
+    reader, writer = await asyncio.open_unix_connection(sock=parent, limit=1 << 20)
+
+    async def abandon() -> None:
+        writer.close()
+        proc.kill()
+        await proc.wait()
+
+    try:
+        ready = await asyncio.wait_for(_read_frame(reader), timeout=timeout_s)
+    except asyncio.CancelledError:
+        # The pool is closing mid-start: leave no process behind (it is reaped elsewhere).
+        writer.close()
+        proc.kill()
+        raise
+    except TimeoutError:
+        await abandon()
+        raise StartError(
+            f"instance did not load its model within {timeout_s:g} s", retryable=True
+        ) from None
+    if ready is None or ready.kind != ipc.Kind.READY:
+        await abandon()
+        if ready is not None and ready.kind == ipc.Kind.LOAD_ERROR:
+            raise StartError(str(ready.meta.get("error", "load failed")), retryable=False)
+        raise StartError(
+            f"instance {_describe_exit(proc.returncode)} while loading", retryable=True
+        )
+    return LocalInstance(spec, proc, reader, writer, ready, started_at, path)
 
 
 class LocalBackend:
-    """Starts each instance as `python -m zeroserve.instances.worker` (a new interpreter)."""
+    """Starts each instance as `python -m zeroserve.instances.worker` (a new interpreter):
+    the slow, dependable path, used when the fork server is unavailable."""
 
     name = "local"
 
@@ -173,44 +226,28 @@ class LocalBackend:
         finally:
             child.close()
         self._procs.add(proc)
-        reader, writer = await asyncio.open_unix_connection(sock=parent, limit=1 << 20)
         try:
-            ready = await asyncio.wait_for(_read_frame(reader), timeout=timeout_s)
-        except asyncio.CancelledError:
-            # The pool is closing mid-start: leave no process behind (asyncio reaps it).
-            writer.close()
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
+            instance = await connect(
+                spec, _Spawned(proc), parent, timeout_s=timeout_s, started_at=started_at,
+                path="spawn",
+            )  # fmt: skip
+        except BaseException:
             self._procs.discard(proc)
             raise
-        except TimeoutError:
-            await self._abandon(proc, writer)
-            raise StartError(
-                f"instance did not load its model within {timeout_s:g} s", retryable=True
-            ) from None
-        if ready is None or ready.kind != ipc.Kind.READY:
-            await self._abandon(proc, writer)
-            if ready is not None and ready.kind == ipc.Kind.LOAD_ERROR:
-                raise StartError(str(ready.meta.get("error", "load failed")), retryable=False)
-            raise StartError(
-                f"instance {_describe_exit(proc.returncode)} while loading", retryable=True
-            )
-        instance = LocalInstance(spec, proc, reader, writer, ready, started_at)
-        proc_ref = proc
-        asyncio.get_running_loop().create_task(self._forget(instance, proc_ref))
+        asyncio.get_running_loop().create_task(self._forget(instance, proc))
         return instance
+
+    async def warm_up(self) -> None:
+        pass  # nothing to prepare: every start is a new interpreter
+
+    async def prepare(self, spec: InstanceSpec) -> None:
+        pass  # no snapshots without a fork server
+
+    def template_sizes(self) -> dict[str, int]:
+        return {}
 
     async def _forget(self, instance: LocalInstance, proc: Any) -> None:
         await instance.wait_closed()
-        self._procs.discard(proc)
-
-    async def _abandon(
-        self, proc: asyncio.subprocess.Process, writer: asyncio.StreamWriter
-    ) -> None:
-        writer.close()
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
         self._procs.discard(proc)
 
     async def close(self) -> None:
@@ -220,3 +257,21 @@ class LocalBackend:
         for proc in list(self._procs):
             await proc.wait()
         self._procs.clear()
+
+
+class _Spawned:
+    """An asyncio subprocess as a ProcessHandle."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self._proc = proc
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.returncode
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self._proc.kill()
+
+    async def wait(self) -> int | None:
+        return await self._proc.wait()

@@ -22,6 +22,11 @@ class InstanceSpec:
     concurrency: int
     memory_mb: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    # Start from the version's snapshot template (a loaded, warmed-up process) if one exists.
+    snapshot: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -19,19 +19,30 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from zeroserve.artifacts import local_artifact_path
+from zeroserve.artifacts import ArtifactError, local_artifact_path
 from zeroserve.instances import ipc
 from zeroserve.instances.spec import InstanceSpec
-from zeroserve.runtimes import Predictor, load_predictor
+from zeroserve.runtimes import LoadError, Predictor, load_predictor
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_NAME = 15
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except OSError:  # not Linux: the closed socket still ends the loop
+        pass
+
+
+def set_process_name(name: str) -> None:
+    """Name the process for `ps -o comm` / /proc/PID/comm (zs-instance, zs-template, ...):
+    forked processes all share the fork server's command line otherwise."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_NAME, name.encode()[:15], 0, 0, 0)
+    except OSError:
         pass
 
 
@@ -83,12 +94,12 @@ class _Server:
             self._pool.shutdown(wait=True)
 
 
-def main(argv: list[str]) -> int:
-    _die_with_parent()
-    fd, spec = int(argv[0]), InstanceSpec.from_json(argv[1])
-    sock = socket.socket(fileno=fd)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the gateway; it stops us
-    _limit_memory(spec.memory_mb)
+class LoadFailed(Exception):
+    """The instance could not load its model; the message is for the deployer."""
+
+
+def load(spec: InstanceSpec) -> tuple[Predictor, dict[str, float]]:
+    """Fetch the artifact and load it with its runtime; returns the predictor and timings."""
     t0 = time.perf_counter()
     try:
         path = local_artifact_path(spec.store_uri, spec.artifact_sha256, Path(spec.cache_dir))
@@ -96,26 +107,41 @@ def main(argv: list[str]) -> int:
         predictor = load_predictor(spec.runtime, path, spec.options)
         t_load = time.perf_counter()
     except MemoryError:
-        error = f"instance exceeded its memory limit of {spec.memory_mb} MB while loading"
-        ipc.send_blocking(sock, ipc.encode(ipc.Kind.LOAD_ERROR, 0, {"error": error}))
-        return 1
-    except Exception as exc:
-        error = (
-            str(exc)
-            if exc.__class__.__name__ in ("LoadError", "ArtifactError")
-            else ("".join(traceback.format_exception_only(exc)).strip())
-        )
-        ipc.send_blocking(sock, ipc.encode(ipc.Kind.LOAD_ERROR, 0, {"error": error}))
-        return 1
-    meta = {
-        "pid": os.getpid(),
-        "signature": predictor.signature.model_dump(),
-        "fetch_ms": (t_fetch - t0) * 1e3,
-        "load_ms": (t_load - t_fetch) * 1e3,
-    }
+        raise LoadFailed(
+            f"instance exceeded its memory limit of {spec.memory_mb} MB while loading"
+        ) from None
+    except (LoadError, ArtifactError) as exc:
+        raise LoadFailed(str(exc)) from None
+    except Exception as exc:  # user code (a Python model's import) can raise anything
+        raise LoadFailed("".join(traceback.format_exception_only(exc)).strip()) from None
+    return predictor, {"fetch_ms": (t_fetch - t0) * 1e3, "load_ms": (t_load - t_fetch) * 1e3}
+
+
+def run_instance(
+    sock: socket.socket, spec: InstanceSpec, preloaded: Predictor | None = None
+) -> int:
+    """Load (unless a snapshot handed us a loaded predictor), say READY, serve until told."""
+    set_process_name("zs-instance")
+    _limit_memory(spec.memory_mb)
+    if preloaded is None:
+        try:
+            predictor, timings = load(spec)
+        except LoadFailed as exc:
+            ipc.send_blocking(sock, ipc.encode(ipc.Kind.LOAD_ERROR, 0, {"error": str(exc)}))
+            return 1
+    else:
+        predictor, timings = preloaded, {"fetch_ms": 0.0, "load_ms": 0.0}
+    meta = {"pid": os.getpid(), "signature": predictor.signature.model_dump(), **timings}
     ipc.send_blocking(sock, ipc.encode(ipc.Kind.READY, 0, meta))
     _Server(sock, predictor, spec.concurrency).serve()
     return 0
+
+
+def main(argv: list[str]) -> int:
+    die_with_parent()
+    fd, spec = int(argv[0]), InstanceSpec.from_json(argv[1])
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the gateway; it stops us
+    return run_instance(socket.socket(fileno=fd), spec)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ __all__ = [
     "QueueTimeout",
     "Result",
     "StartFailed",
+    "instance_spec",
 ]
 
 log = logging.getLogger("zeroserve.pool")
@@ -98,6 +99,25 @@ class _Slot:
     in_flight: int = 0
     # Why the pool killed it (e.g. "timeout"); None: if it exits, it crashed.
     killed_for: str | None = None
+
+
+def instance_spec(
+    v: VersionSpec, *, instance_id: str, store_uri: str, cache_dir: str
+) -> InstanceSpec:
+    """What a backend needs to start an instance of version `v`."""
+    return InstanceSpec(
+        instance_id=instance_id,
+        model=v.model,
+        version=v.version,
+        runtime=v.runtime,
+        artifact_sha256=v.artifact_sha256,
+        store_uri=store_uri,
+        cache_dir=cache_dir,
+        concurrency=v.scaling.concurrency,
+        memory_mb=v.memory_mb,
+        options=v.options(),
+        snapshot=v.snapshot,
+    )
 
 
 class Pool:
@@ -272,17 +292,11 @@ class Pool:
 
     def _instance_spec(self) -> InstanceSpec:
         v = self.version
-        return InstanceSpec(
+        return instance_spec(
+            v,
             instance_id=f"{v.model}-v{v.version}-{next(self._serial)}-{uuid.uuid4().hex[:6]}",
-            model=v.model,
-            version=v.version,
-            runtime=v.runtime,
-            artifact_sha256=v.artifact_sha256,
             store_uri=self._store_uri,
             cache_dir=self._cache_dir,
-            concurrency=v.scaling.concurrency,
-            memory_mb=v.memory_mb,
-            options=v.options(),
         )
 
     async def _start_one(self) -> None:
