@@ -285,13 +285,15 @@ class Platform:
         record = self.model(name)
         versions = []
         total = 0
+        snapshots = self.snapshot_memory()
         for spec in record.versions:
             pool = self._pools.get(_Key(name, spec.version))
             live = pool.status() if pool else {
                 "instances": 0, "starting": 0, "stopping": 0, "queued": 0, "in_flight": 0,
             }  # fmt: skip
             total += live["instances"]
-            versions.append({**version_view(spec), **live})
+            snapshot = snapshots.get((name, str(spec.version)))
+            versions.append({**version_view(spec), **live, "snapshot_bytes": snapshot})
         return {
             "name": record.name,
             "created_at": record.created_at,
@@ -299,6 +301,14 @@ class Platform:
             "instances": total,
             "versions": versions,
         }
+
+    def snapshot_memory(self) -> dict[tuple[str, str], int]:
+        """Bytes held by each version's snapshot template (absent: none kept)."""
+        out: dict[tuple[str, str], int] = {}
+        for key, size in self.backend.template_sizes().items():
+            model, version, _ = key.split(":", 2)
+            out[(model, version)] = size
+        return out
 
     def instance_count(self, name: str) -> int:
         return sum(p.status()["instances"] for k, p in self._pools.items() if k.model == name)
@@ -318,6 +328,7 @@ def version_view(spec: VersionSpec) -> dict[str, Any]:
         "timeout_s": spec.timeout_s,
         "memory_mb": spec.memory_mb,
         "python_class": spec.python_class,
+        "snapshot": spec.snapshot,
         "signature": spec.signature.model_dump(),
         "created_at": spec.created_at,
     }

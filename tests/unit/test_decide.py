@@ -51,3 +51,15 @@ def test_idle_instances_stop_oldest_first_down_to_min() -> None:
 def test_policy_validation_names_the_bad_value() -> None:
     with pytest.raises(ValueError, match="max_instances = 1 must be >= min_instances = 2"):
         ScalingPolicy(min_instances=2, max_instances=1)
+
+
+def test_templates_evicted_least_recently_used_first() -> None:
+    from zeroserve.instances.snapshots import templates_to_evict
+
+    sizes = {"a": 60, "b": 50, "c": 40}
+    used = {"a": 1.0, "b": 2.0, "c": 3.0}
+    assert templates_to_evict(sizes, used, budget_bytes=150) == []
+    assert templates_to_evict(sizes, used, budget_bytes=100) == ["a"]
+    assert templates_to_evict(sizes, used, budget_bytes=45) == ["a", "b"]
+    assert templates_to_evict(sizes, {**used, "a": 9.0}, budget_bytes=100) == ["b"]
+    assert templates_to_evict(sizes, used, budget_bytes=0) == ["a", "b", "c"]

@@ -114,8 +114,10 @@ async def delete_model(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
+    platform = platform_of(request)
+    platform.metrics.set_snapshot_memory(platform.snapshot_memory())
     return Response(
-        platform_of(request).metrics.render(),
+        platform.metrics.render(),
         media_type="text/plain; version=0.0.4; charset=utf-8",
     )
 

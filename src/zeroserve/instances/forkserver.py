@@ -129,6 +129,9 @@ class ForkLoop:
         self._templates: dict[str, Template] = {}  # key -> live, forking template
         self._draining: dict[int, socket.socket] = {}  # evicted templates, by pid
         self._draining_self = False
+        # Templates that alone exceed the budget: made once, evicted, not made again (each
+        # start of theirs takes the fork path instead of loading a template to throw away).
+        self._oversized: set[str] = set()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -243,6 +246,8 @@ class ForkLoop:
         key = _key(spec)
         if key in self._templates or self._predictor is not None:
             return self._templates.get(key)
+        if self._budget <= 0 or key in self._oversized:
+            return None
         if thread_count() != 1:
             return None
         ours, theirs = socket.socketpair()
@@ -279,7 +284,8 @@ class ForkLoop:
         last_used = {key: t.last_used for key, t in self._templates.items()}
         for key in templates_to_evict(sizes, last_used, self._budget):
             template = self._templates.pop(key)
-            sizes.pop(key)
+            if sizes.pop(key) > self._budget:
+                self._oversized.add(key)
             # It stops forking now and exits after its last instance (whose death signal is
             # tied to it: killing it would take its instances down).
             with contextlib.suppress(OSError):

@@ -78,6 +78,19 @@ class Metrics:
             registry=r,
         )
 
+        self.snapshot_memory = Gauge(
+            "zeroserve_snapshot_memory_bytes",
+            "Memory (PSS) held by snapshot templates: loaded models kept to fork instances"
+            " from, within the --snapshot-memory budget. Not free, so reported.",
+            ["model", "version"],
+            registry=r,
+        )
+
+    def set_snapshot_memory(self, sizes: dict[tuple[str, str], int]) -> None:
+        self.snapshot_memory.clear()
+        for (model, version), size in sizes.items():
+            self.snapshot_memory.labels(model, version).set(size)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
