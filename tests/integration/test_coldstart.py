@@ -107,3 +107,26 @@ def test_least_recently_used_template_is_evicted_first(
     assert out["label"].tolist() == [2]
     assert _starts(server, "b") == {"snapshot": 1.0}
     assert _starts(server, "a") == {"fork": 1.0}
+
+
+def test_corrupted_cached_artifact_is_refetched_by_the_next_instance(
+    server_factory: Any, iris_models: dict[str, Path], tmp_path: Path
+) -> None:
+    # local:// is fsspec's local filesystem under another name: the platform treats it as a
+    # remote store, so instances load from the per-machine cache.
+    store = f"local://{tmp_path / 'bucket'}"
+    server = server_factory(ZEROSERVE_ARTIFACT_STORE=store)
+    server.deploy("iris", iris_models["onnx"], "--idle-timeout", "0.5")
+    digest = server.status("iris")["versions"][0]["artifact"]["sha256"]
+    cached = server.state_dir / "cache" / "sha256" / digest[:2] / digest
+    out, _ = _infer(server, "iris", X32[[100]])
+    assert out["label"].tolist() == [2]
+    assert cached.read_bytes() == iris_models["onnx"].read_bytes()
+    wait_for(lambda: server.status("iris")["instances"] == 0, timeout_s=10)
+
+    cached.write_bytes(b"\0" * cached.stat().st_size)  # corrupted on disk, same size
+    out, cold = _infer(server, "iris", X32[[100]])
+    assert cold == "true"
+    assert out["label"].tolist() == [2]
+    assert cached.read_bytes() == iris_models["onnx"].read_bytes()
+    assert f"cached artifact sha256:{digest} is corrupted; fetching it again" in server.log()

@@ -54,3 +54,30 @@ def test_remote_artifact_is_cached_once_and_checked(tmp_path: Path) -> None:
     assert not (tmp_path / "cache" / "sha256" / tampered[:2] / tampered).exists()
     with pytest.raises(ArtifactError, match="not found"):
         store.put_uri(str(tmp_path / "missing.onnx"), max_bytes=1000)
+
+
+def test_corrupted_cached_artifact_is_fetched_again_not_loaded(tmp_path: Path) -> None:
+    root = "memory://zeroserve-test-refetch"
+    store = ArtifactStore(root, tmp_path / "staging")
+    src = tmp_path / "m.onnx"
+    src.write_bytes(b"the real weights")
+    digest, _ = store.put_uri(str(src), max_bytes=1000)
+    cache = tmp_path / "cache"
+    cached = local_artifact_path(root, digest, cache)
+    assert cached.read_bytes() == b"the real weights"
+    cached.write_bytes(b"the real weighTs")  # a flipped byte on disk
+    again = local_artifact_path(root, digest, cache)
+    assert again == cached
+    assert again.read_bytes() == b"the real weights"
+
+
+def test_corrupted_local_store_copy_is_refused(tmp_path: Path) -> None:
+    store = ArtifactStore((tmp_path / "store").as_uri(), tmp_path / "staging")
+    src = tmp_path / "m.onnx"
+    src.write_bytes(b"weights")
+    digest, _ = store.put_uri(str(src), max_bytes=1000)
+    path = local_artifact_path(store.root_uri, digest, tmp_path / "cache")
+    assert path.read_bytes() == b"weights"
+    path.write_bytes(b"weightz")
+    with pytest.raises(ArtifactError, match="does not match its digest"):
+        local_artifact_path(store.root_uri, digest, tmp_path / "cache")

@@ -9,7 +9,9 @@ runtime always loads from local disk (and can memory-map it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import logging
 import os
 import shutil
 import tempfile
@@ -19,6 +21,8 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 __all__ = ["ArtifactError", "ArtifactStore", "local_artifact_path", "sha256_file"]
+
+log = logging.getLogger("zeroserve.artifacts")
 
 _CHUNK = 1024 * 1024
 
@@ -121,34 +125,80 @@ class ArtifactStore:
         self._fs.mv(partial, target)
 
 
-def local_artifact_path(store_uri: str, digest: str, cache_dir: Path) -> Path:
-    """A local file holding the artifact `digest`, fetched into `cache_dir` when remote.
+def _verified(path: Path, digest: str) -> bool:
+    """Whether `path` holds the bytes of `digest`. Hashing a 90 MB model costs ~100 ms, so a
+    marker beside the file remembers a good check by (size, mtime): any write to the file
+    changes its mtime and forces the next check to hash again."""
+    marker = path.with_name(path.name + ".verified")
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return False
+    stamp = f"{st.st_size} {st.st_mtime_ns} {digest}"
+    with contextlib.suppress(OSError):
+        if marker.read_text() == stamp:
+            return True
+    if sha256_file(path) != digest:
+        return False
+    _mark(path, digest)
+    return True
 
-    A local store (file://) is read in place: copying would double the disk use for nothing.
-    A remote artifact is downloaded once per machine and checked against its digest before it
-    is published in the cache, so a torn or tampered download is never loaded.
+
+def _mark(path: Path, digest: str) -> None:
+    """Record that `path` (as it is now) holds `digest`."""
+    marker = path.with_name(path.name + ".verified")
+    with contextlib.suppress(OSError):  # a read-only store still serves, it just hashes again
+        st = path.stat()
+        tmp = marker.with_name(f"{marker.name}.{os.getpid()}")
+        tmp.write_text(f"{st.st_size} {st.st_mtime_ns} {digest}")
+        tmp.replace(marker)
+
+
+def local_artifact_path(store_uri: str, digest: str, cache_dir: Path) -> Path:
+    """A local file holding the artifact `digest`, checked against it before any load.
+
+    A local store (file://) is read in place: copying would double the disk use for nothing;
+    if its copy is corrupt there is nothing to refetch from, so that is an error. A remote
+    artifact is downloaded once per machine into `cache_dir`; a cached copy that no longer
+    matches its digest is deleted and fetched again, never loaded.
     """
     if store_uri.startswith("file://"):
         path = Path(unquote(urlparse(store_uri).path)) / _key(digest)
         if not path.exists():
             raise ArtifactError(f"artifact sha256:{digest} is missing from the store")
+        if not _verified(path, digest):
+            raise ArtifactError(
+                f"artifact sha256:{digest} in the store does not match its digest (corrupted);"
+                " deploy the file again"
+            )
         return path
-    fs, root = _fs(store_uri)
-    source = f"{root}/{_key(digest)}"
     cached = cache_dir / _key(digest)
     if cached.exists():
-        return cached
+        if _verified(cached, digest):
+            return cached
+        log.warning("cached artifact sha256:%s is corrupted; fetching it again", digest)
+        cached.unlink(missing_ok=True)
+    return _fetch(store_uri, digest, cached)
+
+
+def _fetch(store_uri: str, digest: str, cached: Path) -> Path:
+    fs, root = _fs(store_uri)
+    source = f"{root}/{_key(digest)}"
     cached.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=cached.parent, prefix=".fetch-")
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        with fs.open(source, "rb") as src, tmp.open("wb") as dst:
-            shutil.copyfileobj(src, dst, _CHUNK)
+        try:
+            with fs.open(source, "rb") as src, tmp.open("wb") as dst:
+                shutil.copyfileobj(src, dst, _CHUNK)
+        except FileNotFoundError:
+            raise ArtifactError(f"artifact sha256:{digest} is missing from the store") from None
         got = sha256_file(tmp)
         if got != digest:
             raise ArtifactError(f"artifact sha256:{digest} fetched with sha256:{got}; not loaded")
         tmp.replace(cached)
     finally:
         tmp.unlink(missing_ok=True)
+    _mark(cached, digest)
     return cached
