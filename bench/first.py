@@ -6,7 +6,7 @@ Starts everything it measures on free 127.0.0.1 ports with temporary state dirs,
 
 (a) cold start: `--trials` times, wait until the model is at zero instances (it is deployed
     with a short idle timeout), then time one V2 request end to end from the client. The
-    platform's own account of each start (the `started ... in X ms (fetch F, load L, spawn)`
+    platform's own account of each start (the `started ... in X ms (fetch F, load L, PATH)`
     log line, and the `zeroserve_cold_start_seconds` histogram in /metrics) gives the breakdown.
 (b) warm latency at concurrency 1: `--requests` sequential requests against a warm instance,
     and the same against a bare uvicorn + Starlette app running onnxruntime in its handler
@@ -20,211 +20,52 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import json
 import os
-import platform
-import re
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-from rich.console import Console
+from _common import (
+    BENCH_DIR,
+    BODY,
+    HEADERS,
+    IRIS,
+    ROOT,
+    BenchError,
+    LogTail,
+    Served,
+    console,
+    deploy,
+    ensure_model,
+    explained,
+    free_port,
+    git_info,
+    histogram_totals,
+    machine_info,
+    phase,
+    serve,
+    summarize,
+    utc_now,
+    wait_for_zero,
+    zeroserve_up,
+)  # fmt: skip
 from rich.table import Table
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH_DIR = ROOT / "bench"
-IRIS = ROOT / "examples" / "iris" / "iris.onnx"
 MODEL = "iris"
-BODY = json.dumps(
-    {"inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 4], "data": [5.1, 3.5, 1.4, 0.2]}]}
-).encode()
-HEADERS = {"content-type": "application/json"}
-STARTED_RE = re.compile(
-    r"started (?P<id>\S+) in (?P<total>[\d.]+) ms"
-    r" \(fetch (?P<fetch>[\d.]+), load (?P<load>[\d.]+), (?P<path>[\w-]+)\)"
-)
 # What docs/DESIGN.md asks of the platform, for the JSON and the table.
 TARGETS = {
     "cold_start_p95_ms_fork_server": 50.0,
     "cold_start_p95_ms_snapshot": 15.0,
     "warm_p50_overhead_ms": 1.0,
 }
-
-console = Console()
-
-
-class BenchError(Exception):
-    """Something the benchmark needs did not happen; the message says what."""
-
-
-# -- small helpers ---------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0..100), linear interpolation between closest ranks."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100.0
-    lo = int(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
-
-
-def summarize(values: Sequence[float], qs: Sequence[float] = (50, 95, 99)) -> dict[str, float]:
-    out = {f"p{q:g}": percentile(values, q) for q in qs}
-    out["max"] = max(values) if values else float("nan")
-    out["mean"] = statistics.fmean(values) if values else float("nan")
-    out["n"] = float(len(values))
-    return out
-
-
-def machine_info() -> dict[str, Any]:
-    model = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    mem_total = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                mem_total = line.split(":", 1)[1].strip()
-                break
-    return {
-        "nproc": nproc,
-        "cpu_count": os.cpu_count(),
-        "cpu_model": model,
-        "mem_total": mem_total,
-        "python": platform.python_version(),
-        "python_executable": sys.executable,
-        "platform": platform.platform(),
-        "loadavg_at_start": list(os.getloadavg()),
-        "packages": _versions("onnxruntime", "uvicorn", "starlette", "httpx", "numpy", "uvloop"),
-    }
-
-
-def _versions(*names: str) -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out: dict[str, str] = {}
-    for name in names:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
-
-def git_info() -> dict[str, Any]:
-    def git(*argv: str) -> str:
-        done = subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True, check=False)
-        return done.stdout.strip() if done.returncode == 0 else ""
-
-    return {
-        "commit": git("rev-parse", "HEAD"),
-        "src_dirty": bool(git("status", "--porcelain", "src")),
-    }
-
-
-def zeroserve_command() -> list[str]:
-    script = Path(sys.executable).parent / "zeroserve"
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-c", "from zeroserve.cli import main; main()"]
-
-
-# -- processes -------------------------------------------------------------------------------
-
-
-@dataclass
-class Served:
-    """A server subprocess whose stdout and stderr go to files we can read back."""
-
-    name: str
-    proc: subprocess.Popen[bytes]
-    base_url: str
-    stderr_path: Path
-    stdout_path: Path
-
-    def stderr_tail(self, lines: int = 30) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.stderr_path.read_text(errors="replace").splitlines()[-lines:])
-        return ""
-
-
-def _wait_ready(server: Served, path: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            raise BenchError(
-                f"{server.name} exited with code {server.proc.returncode} while starting:\n"
-                f"{server.stderr_tail()}"
-            )
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(server.base_url + path, timeout=1.0, trust_env=False).status_code == 200:
-                return
-        time.sleep(0.05)
-    raise BenchError(f"{server.name} not ready after {timeout_s:g} s:\n{server.stderr_tail()}")
-
-
-def _stop(server: Served) -> None:
-    if server.proc.poll() is None:
-        server.proc.send_signal(signal.SIGINT)  # uvicorn's graceful shutdown
-        try:
-            server.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.proc.kill()
-            server.proc.wait()
-
-
-@contextlib.contextmanager
-def serve(
-    name: str, argv: list[str], port: int, workdir: Path, *, ready_path: str,
-    env: dict[str, str] | None = None,
-) -> Iterator[Served]:  # fmt: skip
-    stdout_path, stderr_path = workdir / f"{name}.out", workdir / f"{name}.err"
-    with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
-        proc = subprocess.Popen(
-            argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=ROOT,
-            env={**os.environ, **(env or {})}, start_new_session=True,
-        )  # fmt: skip
-    server = Served(name, proc, f"http://127.0.0.1:{port}", stderr_path, stdout_path)
-    try:
-        _wait_ready(server, ready_path, timeout_s=60.0)
-        yield server
-    finally:
-        _stop(server)
-
-
-@contextlib.contextmanager
-def zeroserve_up(workdir: Path) -> Iterator[Served]:
-    port = free_port()
-    argv = [
-        *zeroserve_command(), "up", "--port", str(port),
-        "--state-dir", str(workdir / "state"), "--log-level", "info",
-    ]  # fmt: skip
-    with serve("zeroserve", argv, port, workdir, ready_path="/v2/health/ready") as server:
-        yield server
 
 
 @contextlib.contextmanager
@@ -237,100 +78,6 @@ def baseline_up(workdir: Path) -> Iterator[Served]:
     env = {"ZEROSERVE_BASELINE_MODEL": str(IRIS), "ZEROSERVE_BASELINE_NAME": MODEL}
     with serve("baseline", argv, port, workdir, ready_path="/v2/health/ready", env=env) as server:
         yield server
-
-
-def deploy(server: Served, name: str, idle_timeout_s: float) -> None:
-    argv = [
-        *zeroserve_command(), "deploy", name, str(IRIS), "--url", server.base_url,
-        "--idle-timeout", f"{idle_timeout_s:g}",
-    ]  # fmt: skip
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
-    if done.returncode != 0:
-        raise BenchError(f"zeroserve deploy failed ({done.returncode}):\n{done.stderr}")
-
-
-def ensure_model() -> None:
-    if not IRIS.exists():
-        console.print("[dim]building examples/iris/iris.onnx[/dim]")
-        build = ROOT / "examples" / "iris" / "build.py"
-        subprocess.run([sys.executable, str(build)], check=True, capture_output=True)
-
-
-# -- reading what the platform says about itself ---------------------------------------------
-
-
-class LogTail:
-    """New `started ...` lines on the platform's stderr since the last read."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._offset = 0
-
-    def skip_to_end(self) -> None:
-        self._offset = self._path.stat().st_size
-
-    def starts(self, model: str) -> list[dict[str, Any]]:
-        with self._path.open("rb") as f:
-            f.seek(self._offset)
-            data = f.read()
-        complete = data.rfind(b"\n") + 1  # leave a half-written line for the next read
-        self._offset += complete
-        found = []
-        for m in STARTED_RE.finditer(data[:complete].decode(errors="replace")):
-            if m["id"].startswith(f"{model}-v"):
-                found.append(
-                    {
-                        "instance_id": m["id"],
-                        "total_ms": float(m["total"]),
-                        "fetch_ms": float(m["fetch"]),
-                        "load_ms": float(m["load"]),
-                        "path": m["path"],
-                    }
-                )
-        return found
-
-    def wait_starts(self, model: str, timeout_s: float = 5.0) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            found = self.starts(model)
-            if found or time.monotonic() > deadline:
-                return found
-            time.sleep(0.01)
-
-
-_LABELS_RE = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
-
-
-def histogram_totals(metrics_text: str, name: str, model: str) -> dict[str, float]:
-    """Sum and count of a histogram across all its series for one model."""
-    totals = {"sum": 0.0, "count": 0.0}
-    for line in metrics_text.splitlines():
-        for part in ("sum", "count"):
-            prefix = f"{name}_{part}{{"
-            if line.startswith(prefix):
-                labels = dict(_LABELS_RE.findall(line[len(prefix) : line.index("}")]))
-                if labels.get("model") == model:
-                    totals[part] += float(line.rsplit(" ", 1)[1])
-    return totals
-
-
-def at_zero(client: httpx.Client, base_url: str, model: str) -> bool:
-    """No live instance, and none starting or still stopping (its process not yet gone)."""
-    r = client.get(f"{base_url}/api/models/{model}")
-    r.raise_for_status()
-    doc: dict[str, Any] = r.json()
-    busy: int = sum(v.get("starting", 0) + v.get("stopping", 0) for v in doc.get("versions", []))
-    return busy == 0 and int(doc["instances"]) == 0
-
-
-def wait_for_zero(client: httpx.Client, base_url: str, model: str, timeout_s: float) -> float:
-    """Seconds until the model was at zero."""
-    t0 = time.perf_counter()
-    while not at_zero(client, base_url, model):
-        if time.perf_counter() - t0 > timeout_s:
-            raise BenchError(f"{model} still has instances after {timeout_s:g} s")
-        time.sleep(0.01)
-    return time.perf_counter() - t0
 
 
 # -- (a) cold start --------------------------------------------------------------------------
@@ -543,7 +290,7 @@ def cold_table(cold: dict[str, Any]) -> Table:
         "e2e_ms": "first request, end to end (client)",
         "gateway_ms": "  in the gateway (/metrics request duration)",
         "start_total_ms": "    instance start (platform log)",
-        "spawn_and_imports_ms": "      spawn + interpreter + imports",
+        "spawn_and_imports_ms": "      fork or spawn + imports (total - fetch - load)",
         "fetch_ms": "      fetch artifact",
         "load_ms": "      load model (incl. onnxruntime import)",
         "gateway_minus_start_ms": "    rest: route, queue, dispatch, predict",
@@ -634,28 +381,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _phase(title: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    console.print(f"[bold]{title}[/bold]")
-    t0 = time.perf_counter()
-    out = fn()
-    console.print(f"  [dim]{time.perf_counter() - t0:.1f} s[/dim]")
-    return out
-
-
-@contextlib.contextmanager
-def _explained(server: Served) -> Iterator[None]:
-    """An HTTP failure mid-run comes with the server's last log lines (its dir is temporary)."""
-    try:
-        yield
-    except httpx.HTTPError as exc:
-        raise BenchError(f"{exc!r}; {server.name} stderr ends:\n{server.stderr_tail()}") from exc
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     ensure_model()
     result: dict[str, Any] = {
         "benchmark": "first",
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "created": utc_now(),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": machine_info(),
         "git": git_info(),
@@ -668,15 +398,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         httpx.Client(timeout=120.0, trust_env=False) as client,  # no proxy for 127.0.0.1
     ):
         work = Path(tmp)
-        with zeroserve_up(work) as zs, _explained(zs):
+        with zeroserve_up(work) as zs, explained(zs):
             if not args.skip_cold:
-                result["cold_start"] = _phase("cold start", lambda: measure_cold(client, zs, args))
-                result["anatomy"] = _phase(
+                result["cold_start"] = phase("cold start", lambda: measure_cold(client, zs, args))
+                result["anatomy"] = phase(
                     "start path pieces", lambda: start_path_anatomy(args.anatomy_runs)
                 )
             if not args.skip_warm:
                 with baseline_up(work) as bare:
-                    result["warm"] = _phase(
+                    result["warm"] = phase(
                         "warm latency", lambda: measure_warm(client, zs, bare, args)
                     )
     return result

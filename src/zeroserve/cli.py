@@ -257,6 +257,31 @@ def invoke(
     sys.stdout.write(json.dumps(result, indent=2) + "\n")
 
 
+@app.command()
+def prewarm(
+    name: str,
+    instances: Annotated[int, typer.Option(help="Instances to start now.")] = 1,
+    duration: Annotated[
+        float, typer.Option("--for", help="Seconds to keep them (then idle timeout applies).")
+    ] = 600.0,
+    url: UrlOption = "",
+) -> None:
+    """Start instances now, ahead of a predictable peak."""
+    with _client(url) as client:
+        try:
+            result = client.request(
+                "POST",
+                f"/api/models/{name}/prewarm",
+                json={"instances": instances, "duration_s": duration},
+            )
+        except ApiError as exc:
+            raise _fail(exc.message) from None
+    console.print(
+        f"[bold]{name}[/bold] v{result['version']}: {result['instances']} instance(s) warm"
+        f" for {duration:g} s"
+    )
+
+
 @app.command("rm")
 def remove(name: str, url: UrlOption = "") -> None:
     """Remove a model with all its versions and instances."""

@@ -12,6 +12,7 @@ import random
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from zeroserve.artifacts import ArtifactStore
@@ -22,6 +23,7 @@ from zeroserve.registry import ModelRecord, Registry, SqliteRegistry
 from zeroserve.routing import pick_version
 from zeroserve.scaling import Pool
 from zeroserve.scaling.pool import Result, instance_spec
+from zeroserve.scaling.warm import warm_target
 from zeroserve.settings import Settings
 from zeroserve.spec import (
     DeployRequest,
@@ -36,6 +38,9 @@ from zeroserve.tensors import Tensors
 __all__ = ["DeployError", "NotFound", "Platform"]
 
 log = logging.getLogger("zeroserve.platform")
+
+# How often warm schedules and prewarm floors are re-evaluated.
+_WARM_TICK_S = 1.0
 
 
 class NotFound(Exception):
@@ -70,6 +75,8 @@ class Platform:
         self._models: dict[str, ModelRecord] = {}
         self._pools: dict[_Key, Pool] = {}
         self._deploy_lock = asyncio.Lock()
+        self._prewarm: dict[_Key, tuple[int, float]] = {}  # floor, until (monotonic)
+        self._warm_task: asyncio.Task[None] | None = None
         self.started_at = time.time()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -81,6 +88,7 @@ class Platform:
             self._apply_warm_pool(record)
             for spec in record.versions:
                 await self._prepare_snapshot(record, spec)
+        self._warm_task = asyncio.get_running_loop().create_task(self._warm_loop())
 
     async def _prepare_snapshot(self, record: ModelRecord, spec: VersionSpec) -> None:
         routed = {t.version for t in record.traffic if t.percent > 0}
@@ -95,6 +103,8 @@ class Platform:
             )
 
     async def close(self) -> None:
+        if self._warm_task is not None:
+            self._warm_task.cancel()
         pools = list(self._pools.values())
         self._pools.clear()
         await asyncio.gather(*(p.close() for p in pools), return_exceptions=True)
@@ -263,12 +273,55 @@ class Platform:
             self._pools[key] = pool
         return pool
 
-    @staticmethod
-    def _warm_target(record: ModelRecord, spec: VersionSpec) -> int:
-        # The warm pool (min_instances) applies to versions that receive traffic; a version
-        # that no longer does still answers requests addressed to it, then scales to zero.
+    def _warm_target(self, record: ModelRecord, spec: VersionSpec) -> int:
+        # Warm pools (min_instances, schedules, prewarm) apply to versions that receive
+        # traffic; a version that no longer does still answers requests addressed to it,
+        # then scales to zero.
         routed = {t.version for t in record.traffic if t.percent > 0}
-        return spec.scaling.min_instances if spec.version in routed else 0
+        if spec.version not in routed:
+            return 0
+        prewarm, until = self._prewarm.get(_Key(spec.model, spec.version), (0, 0.0))
+        return warm_target(
+            spec.scaling.min_instances,
+            spec.scaling.warm,
+            datetime.now(),
+            prewarm=prewarm,
+            prewarm_until=until,
+            now=time.monotonic(),
+        )
+
+    async def _warm_loop(self) -> None:
+        """Re-evaluate warm targets: schedules open and close, prewarm floors expire."""
+        while True:
+            await asyncio.sleep(_WARM_TICK_S)
+            try:
+                for record in list(self._models.values()):
+                    self._apply_warm_pool(record)
+            except Exception:  # a bug here must not stop the loop for good
+                log.exception("warm pool tick failed")
+
+    async def prewarm(self, name: str, instances: int, duration_s: float) -> dict[str, Any]:
+        """Start `instances` of the model's main version now and keep them `duration_s`
+        (then the idle timeout applies as usual). Returns once they serve, or at the start
+        timeout with what is up."""
+        spec = self.version(name, None)
+        if instances > spec.scaling.max_instances:
+            raise DeployError(
+                f"instances = {instances} exceeds max_instances = {spec.scaling.max_instances}"
+                f" of version {spec.version}"
+            )
+        key = _Key(spec.model, spec.version)
+        self._prewarm[key] = (instances, time.monotonic() + duration_s)
+        self._apply_warm_pool(self.model(name))
+        ready = await self._pools[key].wait_for_instances(
+            instances, timeout_s=self.settings.start_timeout_s
+        )
+        return {
+            "model": name,
+            "version": spec.version,
+            "instances": ready,
+            "until": time.time() + duration_s,
+        }
 
     def _apply_warm_pool(self, record: ModelRecord) -> None:
         for spec in record.versions:

@@ -19,12 +19,14 @@ __all__ = [
     "RUNTIMES",
     "ArtifactRef",
     "DeployRequest",
+    "PrewarmRequest",
     "RuntimeName",
     "ScalingPolicy",
     "Signature",
     "TensorSpec",
     "TrafficSplit",
     "VersionSpec",
+    "WarmWindow",
     "infer_runtime",
 ]
 
@@ -73,6 +75,21 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_DAY = r"(mon|tue|wed|thu|fri|sat|sun)"
+_DAYS_PATTERN = rf"^(\*|{_DAY}(-{_DAY})?(,{_DAY}(-{_DAY})?)*)$"
+_HHMM_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+class WarmWindow(_Frozen):
+    """Keep `min_instances` warm on `days` from `start` to `end` (platform local time), for
+    predictable peaks. An `end` before `start` runs past midnight."""
+
+    days: str = Field("*", pattern=_DAYS_PATTERN, description="e.g. mon-fri, sat,sun or *")
+    start: str = Field(pattern=_HHMM_PATTERN, description="HH:MM")
+    end: str = Field(pattern=_HHMM_PATTERN, description="HH:MM")
+    min_instances: int = Field(ge=1, le=1024)
+
+
 class ScalingPolicy(_Frozen):
     """How many instances a version may have, and how busy each may be."""
 
@@ -84,6 +101,8 @@ class ScalingPolicy(_Frozen):
     concurrency: int = Field(4, ge=1, le=1024)
     # An instance with nothing in flight for this long is stopped (down to min_instances).
     idle_timeout_s: float = Field(300.0, gt=0, le=7 * 24 * 3600)
+    # Scheduled warm pools, e.g. [{days: mon-fri, start: "08:00", end: "18:00", min_instances: 2}].
+    warm: list[WarmWindow] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _max_at_least_min(self) -> ScalingPolicy:
@@ -92,6 +111,12 @@ class ScalingPolicy(_Frozen):
                 f"max_instances = {self.max_instances} must be >= min_instances"
                 f" = {self.min_instances}"
             )
+        for w in self.warm:
+            if w.min_instances > self.max_instances:
+                raise ValueError(
+                    f"warm window {w.days} {w.start}-{w.end}: min_instances = {w.min_instances}"
+                    f" must be <= max_instances = {self.max_instances}"
+                )
         return self
 
 
@@ -175,6 +200,15 @@ class VersionSpec(_Frozen):
     def options(self) -> dict[str, Any]:
         """Runtime options that travel to the instance."""
         return {"python_class": self.python_class}
+
+
+class PrewarmRequest(_Frozen):
+    """`zeroserve prewarm`: start instances ahead of a predictable peak."""
+
+    # Instances to start now (at most the version's max_instances).
+    instances: int = Field(1, ge=1, le=1024)
+    # How long they are kept; after that the idle timeout applies as usual.
+    duration_s: float = Field(600.0, gt=0, le=7 * 24 * 3600)
 
 
 class TrafficSplit(_Frozen):

@@ -16,7 +16,7 @@ from zeroserve.gateway.errors import ApiError, to_api_error
 from zeroserve.gateway.invoke import parse_version
 from zeroserve.gateway.responses import json_response, platform_of
 from zeroserve.platform import version_view
-from zeroserve.spec import DeployRequest, TrafficSplit
+from zeroserve.spec import DeployRequest, PrewarmRequest, TrafficSplit
 
 __all__ = ["routes", "validation_message"]
 
@@ -29,10 +29,10 @@ def validation_message(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-async def _json_body(request: Request, model: type[BaseModel]) -> Any:
+async def _json_body(request: Request, model: type[BaseModel], allow_empty: bool = False) -> Any:
     body = await read_body(request, 1024 * 1024)
     try:
-        doc = json.loads(body) if body.strip() else None
+        doc = json.loads(body) if body.strip() else ({} if allow_empty else None)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"malformed JSON: {exc}") from None
     try:
@@ -104,6 +104,17 @@ async def set_traffic(request: Request) -> Response:
         raise to_api_error(exc) from None
 
 
+async def prewarm(request: Request) -> Response:
+    body = await _json_body(request, PrewarmRequest, allow_empty=True)
+    try:
+        result = await platform_of(request).prewarm(
+            request.path_params["name"], body.instances, body.duration_s
+        )
+    except Exception as exc:
+        raise to_api_error(exc) from None
+    return json_response(result)
+
+
 async def delete_model(request: Request) -> Response:
     name = request.path_params["name"]
     try:
@@ -130,5 +141,6 @@ routes = [
     Route("/api/models/{name}/versions", deploy, methods=["POST"]),
     Route("/api/models/{name}/versions/{version}", version_status, methods=["GET"]),
     Route("/api/models/{name}/traffic", set_traffic, methods=["PUT"]),
+    Route("/api/models/{name}/prewarm", prewarm, methods=["POST"]),
     Route("/metrics", metrics, methods=["GET"]),
 ]

@@ -9,7 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from zeroserve import __version__
-from zeroserve.spec import DATATYPES, MODEL_NAME_PATTERN, DeployRequest, TrafficSplit
+from zeroserve.spec import (
+    DATATYPES,
+    MODEL_NAME_PATTERN,
+    DeployRequest,
+    PrewarmRequest,
+    TrafficSplit,
+)
 
 __all__ = ["DOCS_HTML", "openapi_document"]
 
@@ -228,6 +234,7 @@ def _paths() -> dict[str, Any]:
         "/api/models/{name}/versions": {"post": _op("Deploy a new immutable version", "Native", _json({"type": "object"}, "The new version"), body={"required": True, "content": {"application/json": {"schema": _ref("DeployRequest")}}}, errors=(400, 422), params=("name",), ok_code="201")},
         "/api/models/{name}/versions/{version}": {"get": _op("One version's spec", "Native", _json({"type": "object"}, "Version"), errors=(404,), params=("name", "version"))},
         "/api/models/{name}/traffic": {"put": _op("Set the traffic split", "Native", _json(_ref("ModelStatus"), "Status"), body={"required": True, "content": {"application/json": {"schema": {"type": "object", "required": ["traffic"], "properties": {"traffic": {"type": "array", "items": _ref("TrafficSplit")}}}}}}, errors=(400, 404, 422), params=("name",))},
+        "/api/models/{name}/prewarm": {"post": _op("Start instances now for a predictable peak", "Native", _json({"type": "object", "properties": {"model": {"type": "string"}, "version": {"type": "integer"}, "instances": {"type": "integer"}, "until": {"type": "number"}}}, "Instances serving"), body={"required": False, "content": {"application/json": {"schema": _ref("PrewarmRequest")}}}, errors=(400, 404, 422), params=("name",))},
         "/metrics": {"get": _op("Prometheus metrics", "Operations", {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}})},
         "/openapi.json": {"get": _op("This document", "Operations", _json({"type": "object"}, "OpenAPI 3.1"))},
         "/docs": {"get": _op("Interactive API docs", "Operations", {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}})},
@@ -256,6 +263,7 @@ def openapi_document() -> dict[str, Any]:
                 "ModelStatus": _MODEL_STATUS,
                 "DeployRequest": deploy,
                 "TrafficSplit": TrafficSplit.model_json_schema(),
+                "PrewarmRequest": PrewarmRequest.model_json_schema(),
                 **defs,
             }
         },

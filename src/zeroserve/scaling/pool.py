@@ -9,6 +9,7 @@ through the backend; it never reads a pid or shares memory with an instance.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
@@ -152,6 +153,7 @@ class Pool:
         self._backoff_until = 0.0
         self._failed_starts = 0
         self._closed = False
+        self._started = asyncio.Event()  # set whenever an instance comes up
         self._serial = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
         self._ticker = asyncio.get_running_loop().create_task(self._tick_loop())
@@ -179,6 +181,16 @@ class Pool:
             "queued": len(self._queue),
             "in_flight": sum(s.in_flight for s in self._slots.values()),
         }
+
+    async def wait_for_instances(self, n: int, *, timeout_s: float) -> int:
+        """Wait until `n` instances serve (or the timeout); returns how many do."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while len(self._slots) < n and (left := deadline - loop.time()) > 0:
+            self._started.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._started.wait(), timeout=left)
+        return len(self._slots)
 
     def instance_ids(self) -> list[str]:
         return list(self._slots)
@@ -320,6 +332,7 @@ class Pool:
         now = self._clock()
         slot = _Slot(instance=instance, ready_at=now, last_active=now)
         self._slots[instance.id] = slot
+        self._started.set()
         info = instance.start_info
         self._metrics.cold_starts.labels(*self._labels, info.path).inc()
         self._metrics.cold_start_seconds.labels(*self._labels, info.path).observe(

@@ -1,0 +1,585 @@
+"""Cold start by start path, iris ONNX: a new interpreter (spawn), the fork server (fork), and
+a version snapshot (snapshot), measured end to end in one run.
+
+    .venv/bin/python bench/coldstart.py [--trials N] [--out bench/results/coldstart.json]
+
+A trial is "the model is at zero instances -> the first request is answered", timed by the
+client from sending the request until the whole response has been read. The command starts
+`zeroserve up --log-level info` twice, on free 127.0.0.1 ports with temporary state dirs:
+
+1. with ZEROSERVE_INSTANCE_START=spawn: every instance is a fresh interpreter ("spawn"); the
+   model `iris` is deployed plainly.
+2. with the default start (the fork server): `iris` is deployed plainly ("fork") and
+   `iris-snap` with `--snapshot` ("snapshot"); trials alternate between the two.
+
+Both deployments use a short `--idle-timeout` (0.5 s), so the model goes back to zero after
+each answer. Before each trial the command waits until GET /api/models/NAME shows instances,
+starting and stopping all 0 for every model of that server, and no zs-instance process is left
+below the gateway, then waits `--settle` more. `--warmup` untimed trials per model come first
+(the first start after a deploy also pays for page-cache misses and, for a snapshot, for
+making the template).
+
+Each trial is checked: 200, `x-zeroserve-cold-start: true`, the same label (and probabilities
+within 1e-5) as onnxruntime in this process predicts for the fixed input, exactly one start
+counted in `zeroserve_cold_start_seconds` with the expected path label, and one matching
+`started <id> in X ms (fetch F, load L, <path>)` log line. A trial that fails a check counts as
+a failure and is left out of the figures.
+
+Breakdown per trial (platform figures from /metrics deltas, fetch and load from the log line):
+  start            `zeroserve_cold_start_seconds` delta (the instance start, gateway side)
+  fork + imports   start - fetch - load (spawn: interpreter start and imports; fork: fork and
+                   what the child does before loading; snapshot: all of it)
+  fetch, load      the log line (whole milliseconds; load includes importing the runtime)
+  predict + IPC    `zeroserve_request_duration_seconds` delta - start: routing, queueing,
+                   dispatch over the instance socket, the first predict, encoding
+  HTTP + client    end to end - gateway request duration
+
+Prints tables, writes JSON (machine, git, settings, every trial, summaries) and the same tables
+as Markdown next to it (`.md`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from _common import (
+    BENCH_DIR,
+    BODY,
+    HEADERS,
+    IRIS,
+    IRIS_INPUT,
+    ROOT,
+    BenchError,
+    LogTail,
+    Served,
+    console,
+    deploy,
+    descendants,
+    ensure_model,
+    explained,
+    git_info,
+    histogram_totals,
+    is_at_zero,
+    machine_info,
+    model_status,
+    phase,
+    summarize,
+    utc_now,
+    zeroserve_up,
+)
+from rich.table import Table
+
+PATHS = ("spawn", "fork", "snapshot")
+PLAIN, SNAP = "iris", "iris-snap"
+MODEL_OF = {"spawn": PLAIN, "fork": PLAIN, "snapshot": SNAP}
+# docs/DESIGN.md: iris ONNX cold start from zero, first request end to end, p95.
+TARGET_P95_MS = {"fork": 50.0, "snapshot": 15.0}
+REQUEST_SECONDS = "zeroserve_request_duration_seconds"
+COLD_START_SECONDS = "zeroserve_cold_start_seconds"
+PROBABILITY_TOLERANCE = 1e-5
+# Long-lived processes of the platform; anything else below the gateway is an instance.
+INFRA_COMMS = ("zs-forkserver", "zs-template")
+
+# (field, label) of the breakdown, in the order of the tables.
+PIECES = (
+    ("e2e_ms", "first request, end to end (client)"),
+    ("gateway_ms", "in the gateway (request duration)"),
+    ("start_ms", "instance start (cold_start_seconds)"),
+    ("fork_and_imports_ms", "fork or spawn + imports (start - fetch - load)"),
+    ("fetch_ms", "artifact fetch (log)"),
+    ("load_ms", "model load (log, incl. runtime import)"),
+    ("predict_and_ipc_ms", "first predict + gateway/IPC (gateway - start)"),
+    ("http_and_client_ms", "HTTP + client (end to end - gateway)"),
+)
+
+
+# -- what the answer must be -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Expected:
+    label: int
+    probabilities: tuple[float, ...]
+
+
+def reference_prediction() -> Expected:
+    """What a freshly loaded iris.onnx predicts for the fixed input, in this process."""
+    import numpy as np
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(IRIS), providers=["CPUExecutionProvider"])
+    feed = {"X": np.asarray([IRIS_INPUT], dtype=np.float32)}
+    label, probabilities = session.run(["label", "probabilities"], feed)
+    return Expected(int(label[0]), tuple(float(p) for p in probabilities[0]))
+
+
+def check_answer(r: httpx.Response, expected: Expected) -> list[str]:
+    """What is wrong with a cold answer (nothing: [])."""
+    if r.status_code != 200:
+        return [f"status {r.status_code}: {r.text[:200]}"]
+    wrong = []
+    if r.headers.get("x-zeroserve-cold-start") != "true":
+        wrong.append(f"x-zeroserve-cold-start: {r.headers.get('x-zeroserve-cold-start')!r}")
+    try:
+        outputs = {o["name"]: o["data"] for o in r.json()["outputs"]}
+        label, probabilities = int(outputs["label"][0]), outputs["probabilities"]
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        return [*wrong, f"unreadable answer ({exc!r}): {r.text[:200]}"]
+    if label != expected.label:
+        wrong.append(f"label {label}, expected {expected.label}")
+    if len(probabilities) != len(expected.probabilities) or any(
+        abs(float(a) - b) > PROBABILITY_TOLERANCE
+        for a, b in zip(probabilities, expected.probabilities, strict=False)
+    ):
+        wrong.append(f"probabilities {probabilities}, expected {list(expected.probabilities)}")
+    return wrong
+
+
+# -- one trial -------------------------------------------------------------------------------
+
+
+@dataclass
+class Trial:
+    path: str  # the start path this trial is meant to take
+    model: str
+    index: int  # among this path's trials (warm-ups count separately)
+    warmup: bool
+    ok: bool = False
+    failures: list[str] = field(default_factory=list)
+    status: int | None = None
+    cold_header: str = ""
+    observed_path: str = ""  # the path label of the start counted in /metrics
+    instance_id: str = ""
+    instance_comms: list[str] = field(default_factory=list)  # /proc/PID/comm after the answer
+    to_zero_s: float | None = None  # previous answer -> this model and the others at zero
+    procs_lag_s: float = 0.0  # API said zero -> no instance process left below the gateway
+    loadavg1: float = 0.0
+    e2e_ms: float | None = None
+    gateway_ms: float | None = None
+    start_ms: float | None = None  # zeroserve_cold_start_seconds delta
+    start_log_ms: float | None = None  # the log line's total (whole ms)
+    fetch_ms: float | None = None
+    load_ms: float | None = None
+    fork_and_imports_ms: float | None = None
+    predict_and_ipc_ms: float | None = None
+    http_and_client_ms: float | None = None
+
+
+@dataclass
+class Runner:
+    """Trials against one running `zeroserve up` whose models are all deployed."""
+
+    client: httpx.Client
+    server: Served
+    models: Sequence[str]
+    expected: Expected
+    settle_s: float
+    zero_timeout_s: float
+    log: LogTail = field(init=False)
+    last_answer: float | None = None
+
+    def __post_init__(self) -> None:
+        self.log = LogTail(self.server.stderr_path)
+        self.log.skip_to_end()
+
+    def instance_comms(self) -> list[str]:
+        return sorted(c for _, c in descendants(self.server.proc.pid) if c not in INFRA_COMMS)
+
+    def wait_quiet(self) -> tuple[float, float]:
+        """Wait until every model is at zero and no instance process is left; returns the
+        seconds until the API said zero, and how much longer the processes took to go."""
+        t0 = time.perf_counter()
+        api_zero: float | None = None
+        while True:
+            now = time.perf_counter()
+            if api_zero is None and all(
+                is_at_zero(model_status(self.client, self.server.base_url, m))
+                for m in self.models
+            ):
+                api_zero = now
+            if api_zero is not None and not self.instance_comms():
+                return api_zero - t0, now - api_zero
+            if now - t0 > self.zero_timeout_s:
+                raise BenchError(
+                    f"not at zero after {self.zero_timeout_s:g} s (API zero: "
+                    f"{api_zero is not None}, processes: {self.instance_comms()})"
+                )
+            time.sleep(0.01)
+
+    def metrics(self) -> str:
+        r = self.client.get(f"{self.server.base_url}/metrics")
+        r.raise_for_status()
+        return r.text
+
+    def trial(self, path: str, index: int, *, warmup: bool) -> Trial:
+        model = MODEL_OF[path]
+        t = Trial(path=path, model=model, index=index, warmup=warmup)
+        waited, t.procs_lag_s = self.wait_quiet()
+        if self.last_answer is not None:
+            t.to_zero_s = time.perf_counter() - self.last_answer - t.procs_lag_s
+        time.sleep(self.settle_s)
+        self.log.starts()  # discard anything before this trial
+        before = self.metrics()
+        t.loadavg1 = os.getloadavg()[0]
+        url = f"{self.server.base_url}/v2/models/{model}/infer"
+        t0 = time.perf_counter()
+        try:
+            r = self.client.post(url, content=BODY, headers=HEADERS)
+        except httpx.HTTPError as exc:
+            self.last_answer = time.perf_counter()
+            t.failures.append(f"request failed: {exc!r}")
+            return t
+        self.last_answer = time.perf_counter()
+        t.e2e_ms = (self.last_answer - t0) * 1e3
+        t.instance_comms = self.instance_comms()
+        t.status, t.cold_header = r.status_code, r.headers.get("x-zeroserve-cold-start", "")
+        t.failures.extend(check_answer(r, self.expected))
+        self._account(t, before, self.metrics())
+        t.ok = not t.failures
+        return t
+
+    def _account(self, t: Trial, before: str, after: str) -> None:
+        """The platform's side of the trial: /metrics deltas and the log line."""
+        req = [histogram_totals(m, REQUEST_SECONDS, t.model) for m in (before, after)]
+        if req[1]["count"] - req[0]["count"] != 1:
+            t.failures.append(f"{REQUEST_SECONDS} counted {req[1]['count'] - req[0]['count']:g}")
+        t.gateway_ms = (req[1]["sum"] - req[0]["sum"]) * 1e3
+        t.http_and_client_ms = (t.e2e_ms or 0.0) - t.gateway_ms
+        counted: dict[str, tuple[float, float]] = {}
+        for p in PATHS:
+            b, a = (histogram_totals(m, COLD_START_SECONDS, t.model, path=p) for m in (before, after))
+            if a["count"] != b["count"]:
+                counted[p] = (a["count"] - b["count"], (a["sum"] - b["sum"]) * 1e3)
+        if len(counted) != 1 or next(iter(counted.values()))[0] != 1:
+            t.failures.append(f"{COLD_START_SECONDS} counted {counted or 'no start'}")
+        if counted:
+            t.observed_path, (_, t.start_ms) = next(iter(counted.items()))
+        if t.observed_path and t.observed_path != t.path:
+            t.failures.append(f"started via {t.observed_path}, not {t.path}")
+        starts = self.log.wait_starts(t.model, timeout_s=2.0)
+        if len(starts) != 1:
+            t.failures.append(f"expected one 'started' log line, got {starts}")
+        if not starts:
+            return
+        s = starts[0]
+        t.instance_id, t.start_log_ms = s["instance_id"], s["total_ms"]
+        t.fetch_ms, t.load_ms = s["fetch_ms"], s["load_ms"]
+        if s["path"] != t.observed_path:
+            t.failures.append(f"log says path {s['path']}, /metrics {t.observed_path}")
+        if t.start_ms is not None:
+            t.fork_and_imports_ms = t.start_ms - s["fetch_ms"] - s["load_ms"]
+            t.predict_and_ipc_ms = t.gateway_ms - t.start_ms
+
+
+# -- one server ------------------------------------------------------------------------------
+
+
+def wait_for_template(client: httpx.Client, server: Served, timeout_s: float) -> float | None:
+    """Seconds until GET /api/models/iris-snap reports its snapshot's bytes (None: this
+    platform does not report them, or none appeared in time; the trials then show which
+    path was taken)."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout_s:
+        versions = model_status(client, server.base_url, SNAP).get("versions", [])
+        if not versions or "snapshot_bytes" not in versions[-1]:
+            return None
+        if versions[-1]["snapshot_bytes"]:
+            return time.perf_counter() - t0
+        time.sleep(0.05)
+    console.print(f"  [yellow]no snapshot template reported after {timeout_s:g} s[/yellow]")
+    return None
+
+
+def _print_trial(t: Trial, of: int) -> None:
+    what = "warm-up" if t.warmup else f"{t.index + 1:>3}/{of}"
+    if t.e2e_ms is None:
+        console.print(f"  {t.path:>8} {what}: [red]{t.failures}[/red]", highlight=False)
+        return
+    line = (
+        f"  {t.path:>8} {what}: {t.e2e_ms:7.1f} ms end to end, start {t.start_ms or 0:6.1f} ms"
+        f" (fetch {t.fetch_ms or 0:.0f}, load {t.load_ms or 0:.0f}, {t.observed_path or '?'})"
+    )
+    console.print(line + (f" [red]{t.failures}[/red]" if t.failures else ""), highlight=False)
+
+
+def run_server(
+    client: httpx.Client, work: Path, paths: Sequence[str], expected: Expected,
+    args: argparse.Namespace,
+) -> dict[str, Any]:  # fmt: skip
+    """One `zeroserve up` serving `paths` (["spawn"], or some of ["fork", "snapshot"])."""
+    spawn = list(paths) == ["spawn"]
+    name = "zeroserve-spawn" if spawn else "zeroserve-fork"
+    env = {"ZEROSERVE_INSTANCE_START": "spawn"} if spawn else None
+    unset = () if spawn else ("ZEROSERVE_INSTANCE_START",)  # the default: the fork server
+    started = utc_now()
+    with zeroserve_up(work, name=name, env=env, unset_env=unset) as zs, explained(zs):
+        for p in paths:
+            deploy(zs, MODEL_OF[p], args.idle_timeout, snapshot=p == "snapshot")
+        template_s = wait_for_template(client, zs, 120.0) if "snapshot" in paths else None
+        processes = sorted(c for _, c in descendants(zs.proc.pid))
+        runner = Runner(
+            client, zs, [MODEL_OF[p] for p in paths], expected, args.settle, args.zero_timeout
+        )
+        warmups = []
+        for i in range(args.warmup):
+            for p in paths:
+                warmups.append(runner.trial(p, i, warmup=True))
+                _print_trial(warmups[-1], args.warmup)
+        trials = []
+        for i in range(args.trials):
+            # ABBA order, so neither path always runs right after the other.
+            for p in paths if i % 2 == 0 else list(reversed(paths)):
+                trials.append(runner.trial(p, i, warmup=False))
+                _print_trial(trials[-1], args.trials)
+        runner.wait_quiet()
+        final = runner.metrics()
+        cold_metrics = {
+            p: histogram_totals(final, COLD_START_SECONDS, MODEL_OF[p], path=p) for p in paths
+        }
+    return {
+        "server": name,
+        "started": started,
+        "env": env or {},
+        "paths": list(paths),
+        "models": {p: MODEL_OF[p] for p in paths},
+        "template_ready_s": template_s,
+        "processes_at_start": processes,
+        "cold_start_seconds_at_end": cold_metrics,
+        "loadavg_at_end": list(os.getloadavg()),
+        "warmups": [asdict(t) for t in warmups],
+        "trials": [asdict(t) for t in trials],
+    }
+
+
+# -- summaries -------------------------------------------------------------------------------
+
+
+def summarize_path(trials: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    ok = [t for t in trials if t["ok"]]
+    reasons: Counter[str] = Counter()
+    for t in trials:
+        for f in t["failures"]:
+            reasons[f.split(":")[0].split(",")[0]] += 1
+    return {
+        "trials": len(trials),
+        "ok": len(ok),
+        "failed": len(trials) - len(ok),
+        "failure_reasons": dict(reasons),
+        "not_cold": sum(1 for t in trials if t["cold_header"] != "true"),
+        "instance_comms": dict(Counter(c for t in trials for c in t["instance_comms"])),
+        "to_zero_s": summarize([t["to_zero_s"] for t in trials if t["to_zero_s"]], (50, 95)),
+        "procs_lag_s": summarize([t["procs_lag_s"] for t in trials], (50, 95)),
+        "pieces": {f: summarize([t[f] for t in ok], (50, 95)) for f, _ in PIECES},
+    }
+
+
+def compare(summaries: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each path against the spawn path of the same run, and against its target."""
+    out: dict[str, dict[str, Any]] = {}
+    base = summaries.get("spawn", {}).get("pieces", {}).get("e2e_ms")
+    for p, s in summaries.items():
+        e2e = s["pieces"]["e2e_ms"]
+        row: dict[str, Any] = {"p50_ms": e2e["p50"], "p95_ms": e2e["p95"], "max_ms": e2e["max"]}
+        if base:
+            row["p50_vs_spawn"] = e2e["p50"] / base["p50"]
+            row["p95_vs_spawn"] = e2e["p95"] / base["p95"]
+        if p in TARGET_P95_MS:
+            row["target_p95_ms"] = TARGET_P95_MS[p]
+            row["target_met"] = bool(e2e["p95"] <= TARGET_P95_MS[p]) and s["failed"] == 0
+        out[p] = row
+    return out
+
+
+# -- report ----------------------------------------------------------------------------------
+
+
+def _ms(x: float) -> str:
+    if math.isnan(x):
+        return "-"
+    return f"{x:.1f}" if abs(x) >= 10 else f"{x:.2f}"
+
+
+def _ratio(row: dict[str, Any], key: str) -> str:
+    return f"{row[key]:.3f}×" if key in row else "-"
+
+
+def _target(row: dict[str, Any]) -> str:
+    if "target_p95_ms" not in row:
+        return "-"
+    return f"≤ {row['target_p95_ms']:g}: {'met' if row['target_met'] else 'missed'}"
+
+
+def headline_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    head = ["start path", "ok/failed", "p50", "p95", "max", "mean", "p50 / spawn",
+            "p95 / spawn", "target p95"]  # fmt: skip
+    rows = []
+    for p, row in result["comparison"].items():
+        s = result["summary"][p]
+        e2e = s["pieces"]["e2e_ms"]
+        rows.append(
+            [
+                p, f"{s['ok']}/{s['failed']}", _ms(e2e["p50"]), _ms(e2e["p95"]), _ms(e2e["max"]),
+                _ms(e2e["mean"]), _ratio(row, "p50_vs_spawn"), _ratio(row, "p95_vs_spawn"),
+                _target(row),
+            ]
+        )  # fmt: skip
+    return head, rows
+
+
+def breakdown_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    paths = list(result["summary"])
+    head = ["ms (p50 / p95)", *paths]
+    rows = []
+    for key, label in PIECES:
+        cells = []
+        for p in paths:
+            s = result["summary"][p]["pieces"][key]
+            cells.append(f"{_ms(s['p50'])} / {_ms(s['p95'])}")
+        rows.append([label, *cells])
+    return head, rows
+
+
+def rich_table(title: str, head: list[str], rows: list[list[str]]) -> Table:
+    table = Table(title=title)
+    for i, col in enumerate(head):
+        table.add_column(col, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def markdown_table(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |"]
+    lines.append("| " + " | ".join(["---"] + ["---:"] * (len(head) - 1)) + " |")
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _titles(result: dict[str, Any]) -> tuple[str, str]:
+    n = result["settings"]["trials"]
+    return (
+        f"iris ONNX, model at zero -> first request answered, {n} trials per path (ms)",
+        "where the time goes, per path (ms, p50 / p95 of each piece on its own)",
+    )
+
+
+def report(result: dict[str, Any]) -> str:
+    m = result["machine"]
+    console.print(
+        f"\n[bold]machine[/bold]: {m['nproc']} CPUs ({m['cpu_model']}), Python {m['python']},"
+        f" onnxruntime {m['packages']['onnxruntime']}, commit {result['git']['commit'][:7]}"
+        f"{' (src modified)' if result['git']['src_dirty'] else ''}",
+        highlight=False,
+    )
+    t1, t2 = _titles(result)
+    console.print(rich_table(t1, *headline_rows(result)))
+    console.print(rich_table(t2, *breakdown_rows(result)))
+    for p, s in result["summary"].items():
+        if s["failed"]:
+            console.print(f"[red]{p}: {s['failed']} failed[/red] {s['failure_reasons']}")
+    return f"{t1}\n\n{markdown_table(*headline_rows(result))}\n\n{t2}\n\n" + markdown_table(
+        *breakdown_rows(result)
+    )
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--trials", type=int, default=20, help="timed trials per start path [20]")
+    p.add_argument("--warmup", type=int, default=2, help="untimed trials per path first [2]")
+    p.add_argument("--idle-timeout", type=float, default=0.5, help="deployments' idle s [0.5]")
+    p.add_argument("--settle", type=float, default=0.2, help="sleep at zero before a trial [0.2]")
+    p.add_argument("--zero-timeout", type=float, default=30.0, help="max wait for zero [30]")
+    p.add_argument(
+        "--paths", default=",".join(PATHS), help="comma-separated subset of spawn,fork,snapshot"
+    )
+    p.add_argument("--out", type=Path, default=BENCH_DIR / "results" / "coldstart.json")
+    args = p.parse_args(argv)
+    args.paths = [x for x in PATHS if x in args.paths.split(",")]
+    if args.trials < 1 or args.warmup < 0 or not args.paths:
+        p.error("--trials must be >= 1, --warmup >= 0, --paths one or more of spawn,fork,snapshot")
+    return args
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    ensure_model()
+    expected = reference_prediction()
+    result: dict[str, Any] = {
+        "benchmark": "coldstart",
+        "created": utc_now(),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "machine": machine_info(),
+        "git": git_info(),
+        "model": {"path": str(IRIS.relative_to(ROOT)), "bytes": IRIS.stat().st_size},
+        "input": IRIS_INPUT,
+        "expected": asdict(expected),
+        "settings": {
+            "trials": args.trials, "warmup": args.warmup, "idle_timeout_s": args.idle_timeout,
+            "settle_s": args.settle, "snapshot_memory_mb": "default (1024)",
+        },  # fmt: skip
+        "targets_p95_ms": TARGET_P95_MS,
+        "servers": [],
+    }
+    groups = [g for g in (["spawn"], [p for p in args.paths if p != "spawn"]) if g]
+    groups = [[p for p in g if p in args.paths] for g in groups]
+    with (
+        tempfile.TemporaryDirectory(prefix="zeroserve-bench-") as tmp,
+        httpx.Client(timeout=120.0, trust_env=False) as client,  # no proxy for 127.0.0.1
+    ):
+        for group in (g for g in groups if g):
+            result["servers"].append(
+                phase(
+                    f"zeroserve up: {', '.join(group)}",
+                    lambda g=group: run_server(client, Path(tmp), g, expected, args),  # type: ignore[misc]
+                )
+            )
+    by_path = {p: [t for s in result["servers"] for t in s["trials"] if t["path"] == p]
+               for p in args.paths}  # fmt: skip
+    result["summary"] = {p: summarize_path(ts) for p, ts in by_path.items()}
+    result["comparison"] = compare(result["summary"])
+    return result
+
+
+@contextlib.contextmanager
+def _no_traceback_for(*errors: type[BaseException]) -> Iterator[list[BaseException]]:
+    caught: list[BaseException] = []
+    try:
+        yield caught
+    except errors as exc:
+        caught.append(exc)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    with _no_traceback_for(BenchError) as caught:
+        result = run(args)
+    if caught:
+        console.print(f"[red]benchmark failed:[/red] {caught[0]}", highlight=False)
+        return 1
+    result["machine"]["loadavg_at_end"] = list(os.getloadavg())
+    markdown = report(result)
+    result["markdown"] = markdown
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(__import__("json").dumps(result, indent=2) + "\n")
+    args.out.with_suffix(".md").write_text(markdown + "\n")
+    console.print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
+    failed = sum(s["failed"] for s in result["summary"].values())
+    return 2 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
