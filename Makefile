@@ -21,7 +21,10 @@ install: $(VENV)/.installed
 examples/iris/iris.onnx: examples/iris/build.py | $(VENV)/.installed
 	$(BIN)/python examples/iris/build.py
 
-examples: install examples/iris/iris.onnx
+examples/minilm/build/minilm/model.onnx: examples/minilm/build.py examples/minilm/model.py | $(VENV)/.installed
+	$(BIN)/python examples/minilm/build.py
+
+examples: install examples/iris/iris.onnx examples/minilm/build/minilm/model.onnx
 
 demo: examples
 	$(BIN)/python examples/demo.py --port $(PORT) --state-dir $(STATE)

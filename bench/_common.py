@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import json
 import os
 import platform
@@ -118,10 +119,17 @@ def versions(*names: str) -> dict[str, str]:
 def git_info() -> dict[str, Any]:
     def git(*argv: str) -> str:
         done = subprocess.run(["git", *argv], cwd=ROOT, capture_output=True, text=True, check=False)
-        return done.stdout.strip() if done.returncode == 0 else ""
+        return done.stdout if done.returncode == 0 else ""
 
     dirty = [line[3:] for line in git("status", "--porcelain", "src").splitlines()]
-    return {"commit": git("rev-parse", "HEAD"), "src_dirty": bool(dirty), "src_changed": dirty}
+    diff = git("diff", "HEAD", "--", "src")
+    return {
+        "commit": git("rev-parse", "HEAD").strip(),
+        "src_dirty": bool(dirty),
+        "src_changed": dirty,
+        # Identifies the uncommitted state of src/ that was measured (empty when clean).
+        "src_diff_sha256": hashlib.sha256(diff.encode()).hexdigest() if diff else "",
+    }
 
 
 def zeroserve_command() -> list[str]:

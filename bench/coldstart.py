@@ -41,14 +41,15 @@ as Markdown next to it (`.md`).
 from __future__ import annotations
 
 import argparse
-import contextlib
+import functools
+import json
 import math
 import os
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,14 +95,14 @@ INFRA_COMMS = ("zs-forkserver", "zs-template")
 
 # (field, label) of the breakdown, in the order of the tables.
 PIECES = (
-    ("e2e_ms", "first request, end to end (client)"),
-    ("gateway_ms", "in the gateway (request duration)"),
-    ("start_ms", "instance start (cold_start_seconds)"),
-    ("fork_and_imports_ms", "fork or spawn + imports (start - fetch - load)"),
-    ("fetch_ms", "artifact fetch (log)"),
-    ("load_ms", "model load (log, incl. runtime import)"),
-    ("predict_and_ipc_ms", "first predict + gateway/IPC (gateway - start)"),
-    ("http_and_client_ms", "HTTP + client (end to end - gateway)"),
+    ("e2e_ms", "first request, end to end"),
+    ("gateway_ms", "· in the gateway"),
+    ("start_ms", "· · instance start"),
+    ("fork_and_imports_ms", "· · · fork/spawn + imports"),
+    ("fetch_ms", "· · · artifact fetch"),
+    ("load_ms", "· · · model load"),
+    ("predict_and_ipc_ms", "· · first predict + IPC"),
+    ("http_and_client_ms", "· HTTP + client"),
 )
 
 
@@ -205,8 +206,7 @@ class Runner:
         while True:
             now = time.perf_counter()
             if api_zero is None and all(
-                is_at_zero(model_status(self.client, self.server.base_url, m))
-                for m in self.models
+                is_at_zero(model_status(self.client, self.server.base_url, m)) for m in self.models
             ):
                 api_zero = now
             if api_zero is not None and not self.instance_comms():
@@ -226,7 +226,7 @@ class Runner:
     def trial(self, path: str, index: int, *, warmup: bool) -> Trial:
         model = MODEL_OF[path]
         t = Trial(path=path, model=model, index=index, warmup=warmup)
-        waited, t.procs_lag_s = self.wait_quiet()
+        _, t.procs_lag_s = self.wait_quiet()
         if self.last_answer is not None:
             t.to_zero_s = time.perf_counter() - self.last_answer - t.procs_lag_s
         time.sleep(self.settle_s)
@@ -251,23 +251,22 @@ class Runner:
         return t
 
     def _account(self, t: Trial, before: str, after: str) -> None:
-        """The platform's side of the trial: /metrics deltas and the log line."""
+        """The platform's side of the trial: /metrics deltas, then the log line."""
         req = [histogram_totals(m, REQUEST_SECONDS, t.model) for m in (before, after)]
         if req[1]["count"] - req[0]["count"] != 1:
             t.failures.append(f"{REQUEST_SECONDS} counted {req[1]['count'] - req[0]['count']:g}")
         t.gateway_ms = (req[1]["sum"] - req[0]["sum"]) * 1e3
         t.http_and_client_ms = (t.e2e_ms or 0.0) - t.gateway_ms
-        counted: dict[str, tuple[float, float]] = {}
-        for p in PATHS:
-            b, a = (histogram_totals(m, COLD_START_SECONDS, t.model, path=p) for m in (before, after))
-            if a["count"] != b["count"]:
-                counted[p] = (a["count"] - b["count"], (a["sum"] - b["sum"]) * 1e3)
+        counted = _starts_counted(before, after, t.model)
         if len(counted) != 1 or next(iter(counted.values()))[0] != 1:
             t.failures.append(f"{COLD_START_SECONDS} counted {counted or 'no start'}")
         if counted:
             t.observed_path, (_, t.start_ms) = next(iter(counted.items()))
         if t.observed_path and t.observed_path != t.path:
             t.failures.append(f"started via {t.observed_path}, not {t.path}")
+        self._read_log(t)
+
+    def _read_log(self, t: Trial) -> None:
         starts = self.log.wait_starts(t.model, timeout_s=2.0)
         if len(starts) != 1:
             t.failures.append(f"expected one 'started' log line, got {starts}")
@@ -278,9 +277,19 @@ class Runner:
         t.fetch_ms, t.load_ms = s["fetch_ms"], s["load_ms"]
         if s["path"] != t.observed_path:
             t.failures.append(f"log says path {s['path']}, /metrics {t.observed_path}")
-        if t.start_ms is not None:
+        if t.start_ms is not None and t.gateway_ms is not None:
             t.fork_and_imports_ms = t.start_ms - s["fetch_ms"] - s["load_ms"]
             t.predict_and_ipc_ms = t.gateway_ms - t.start_ms
+
+
+def _starts_counted(before: str, after: str, model: str) -> dict[str, tuple[float, float]]:
+    """Starts of `model` between two /metrics texts: {path: (count, total ms)}."""
+    counted: dict[str, tuple[float, float]] = {}
+    for p in PATHS:
+        b, a = (histogram_totals(m, COLD_START_SECONDS, model, path=p) for m in (before, after))
+        if a["count"] != b["count"]:
+            counted[p] = (a["count"] - b["count"], (a["sum"] - b["sum"]) * 1e3)
+    return counted
 
 
 # -- one server ------------------------------------------------------------------------------
@@ -305,13 +314,15 @@ def wait_for_template(client: httpx.Client, server: Served, timeout_s: float) ->
 def _print_trial(t: Trial, of: int) -> None:
     what = "warm-up" if t.warmup else f"{t.index + 1:>3}/{of}"
     if t.e2e_ms is None:
-        console.print(f"  {t.path:>8} {what}: [red]{t.failures}[/red]", highlight=False)
+        console.print(f"  {t.path:>8} {what}: [red]{t.failures}[/red]", soft_wrap=True)
         return
     line = (
-        f"  {t.path:>8} {what}: {t.e2e_ms:7.1f} ms end to end, start {t.start_ms or 0:6.1f} ms"
-        f" (fetch {t.fetch_ms or 0:.0f}, load {t.load_ms or 0:.0f}, {t.observed_path or '?'})"
+        f"  {t.path:>8} {what}: {t.e2e_ms:6.1f} ms, start {t.start_ms or 0:5.1f}"
+        f" (fetch {t.fetch_ms or 0:.0f}, load {t.load_ms or 0:.0f}, {t.observed_path or '?'}),"
+        f" predict+IPC {t.predict_and_ipc_ms or 0:4.1f}, HTTP {t.http_and_client_ms or 0:4.1f}"
     )
-    console.print(line + (f" [red]{t.failures}[/red]" if t.failures else ""), highlight=False)
+    failures = f" [red]{t.failures}[/red]" if t.failures else ""
+    console.print(line + failures, highlight=False, soft_wrap=True)
 
 
 def run_server(
@@ -412,18 +423,18 @@ def _ms(x: float) -> str:
 
 
 def _ratio(row: dict[str, Any], key: str) -> str:
-    return f"{row[key]:.3f}×" if key in row else "-"
+    return f"{row[key]:.3f}" if key in row else "-"
 
 
 def _target(row: dict[str, Any]) -> str:
     if "target_p95_ms" not in row:
         return "-"
-    return f"≤ {row['target_p95_ms']:g}: {'met' if row['target_met'] else 'missed'}"
+    return f"≤{row['target_p95_ms']:g} {'met' if row['target_met'] else 'missed'}"
 
 
 def headline_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    head = ["start path", "ok/failed", "p50", "p95", "max", "mean", "p50 / spawn",
-            "p95 / spawn", "target p95"]  # fmt: skip
+    head = ["path", "ok/fail", "p50", "p95", "max", "mean", "p50÷spawn", "p95÷spawn",
+            "p95 target"]  # fmt: skip
     rows = []
     for p, row in result["comparison"].items():
         s = result["summary"][p]
@@ -440,7 +451,7 @@ def headline_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 def breakdown_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     paths = list(result["summary"])
-    head = ["ms (p50 / p95)", *paths]
+    head = ["p50 / p95", *paths]
     rows = []
     for key, label in PIECES:
         cells = []
@@ -470,8 +481,8 @@ def markdown_table(head: list[str], rows: list[list[str]]) -> str:
 def _titles(result: dict[str, Any]) -> tuple[str, str]:
     n = result["settings"]["trials"]
     return (
-        f"iris ONNX, model at zero -> first request answered, {n} trials per path (ms)",
-        "where the time goes, per path (ms, p50 / p95 of each piece on its own)",
+        f"iris ONNX cold start, model at zero -> first answer, {n} trials per path (ms)",
+        "where the time goes (ms; p50 / p95 of each piece on its own)",
     )
 
 
@@ -484,8 +495,9 @@ def report(result: dict[str, Any]) -> str:
         highlight=False,
     )
     t1, t2 = _titles(result)
-    console.print(rich_table(t1, *headline_rows(result)))
-    console.print(rich_table(t2, *breakdown_rows(result)))
+    width = max(console.width, 100)  # the tables read badly squeezed into 80 columns
+    console.print(rich_table(t1, *headline_rows(result)), width=width)
+    console.print(rich_table(t2, *breakdown_rows(result)), width=width)
     for p, s in result["summary"].items():
         if s["failed"]:
             console.print(f"[red]{p}: {s['failed']} failed[/red] {s['failure_reasons']}")
@@ -528,25 +540,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "input": IRIS_INPUT,
         "expected": asdict(expected),
         "settings": {
-            "trials": args.trials, "warmup": args.warmup, "idle_timeout_s": args.idle_timeout,
-            "settle_s": args.settle, "snapshot_memory_mb": "default (1024)",
-        },  # fmt: skip
+            "trials": args.trials,
+            "warmup": args.warmup,
+            "idle_timeout_s": args.idle_timeout,
+            "settle_s": args.settle,
+            "snapshot_memory_mb": "default (1024)",
+        },
         "targets_p95_ms": TARGET_P95_MS,
         "servers": [],
     }
-    groups = [g for g in (["spawn"], [p for p in args.paths if p != "spawn"]) if g]
-    groups = [[p for p in g if p in args.paths] for g in groups]
+    # One server with every instance spawned, one with the fork server (fork and snapshot).
+    groups = [g for g in ([p for p in args.paths if p == "spawn"],
+                          [p for p in args.paths if p != "spawn"]) if g]  # fmt: skip
     with (
         tempfile.TemporaryDirectory(prefix="zeroserve-bench-") as tmp,
         httpx.Client(timeout=120.0, trust_env=False) as client,  # no proxy for 127.0.0.1
     ):
-        for group in (g for g in groups if g):
-            result["servers"].append(
-                phase(
-                    f"zeroserve up: {', '.join(group)}",
-                    lambda g=group: run_server(client, Path(tmp), g, expected, args),  # type: ignore[misc]
-                )
-            )
+        for group in groups:
+            run_one = functools.partial(run_server, client, Path(tmp), group, expected, args)
+            result["servers"].append(phase(f"zeroserve up: {', '.join(group)}", run_one))
     by_path = {p: [t for s in result["servers"] for t in s["trials"] if t["path"] == p]
                for p in args.paths}  # fmt: skip
     result["summary"] = {p: summarize_path(ts) for p, ts in by_path.items()}
@@ -554,27 +566,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-@contextlib.contextmanager
-def _no_traceback_for(*errors: type[BaseException]) -> Iterator[list[BaseException]]:
-    caught: list[BaseException] = []
-    try:
-        yield caught
-    except errors as exc:
-        caught.append(exc)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    with _no_traceback_for(BenchError) as caught:
+    try:
         result = run(args)
-    if caught:
-        console.print(f"[red]benchmark failed:[/red] {caught[0]}", highlight=False)
+    except BenchError as exc:
+        console.print(f"[red]benchmark failed:[/red] {exc}", highlight=False)
         return 1
     result["machine"]["loadavg_at_end"] = list(os.getloadavg())
     markdown = report(result)
     result["markdown"] = markdown
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(__import__("json").dumps(result, indent=2) + "\n")
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
     args.out.with_suffix(".md").write_text(markdown + "\n")
     console.print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
     failed = sum(s["failed"] for s in result["summary"].values())

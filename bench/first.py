@@ -290,7 +290,7 @@ def cold_table(cold: dict[str, Any]) -> Table:
         "e2e_ms": "first request, end to end (client)",
         "gateway_ms": "  in the gateway (/metrics request duration)",
         "start_total_ms": "    instance start (platform log)",
-        "spawn_and_imports_ms": "      fork or spawn + imports (total - fetch - load)",
+        "spawn_and_imports_ms": "      fork or spawn + imports",
         "fetch_ms": "      fetch artifact",
         "load_ms": "      load model (incl. onnxruntime import)",
         "gateway_minus_start_ms": "    rest: route, queue, dispatch, predict",

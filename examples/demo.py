@@ -1,8 +1,8 @@
 """`make demo`: start zeroserve with the iris models deployed and show where to look.
 
 Starts `zeroserve up` in the foreground of this terminal (Ctrl-C stops it), deploys
-examples/iris/iris.onnx as `iris` and iris.joblib as `iris-sklearn` once it answers, and
-prints the URLs and a curl to copy.
+examples/iris/iris.onnx as `iris`, iris.joblib as `iris-sklearn` and the MiniLM folder as
+`minilm` (with a snapshot) once it answers, and prints the URLs and curls to copy.
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ def main() -> None:
         wait_live(base, proc)
         deploy_once(base, "iris", HERE / "iris" / "iris.onnx", "--idle-timeout", "60")
         deploy_once(base, "iris-sklearn", HERE / "iris" / "iris.joblib", "--trust")
+        deploy_once(base, "minilm", HERE / "minilm" / "build" / "minilm", "--snapshot")
         zs("ls", "--url", base)
         body = (
             '{"inputs":[{"name":"X","datatype":"FP32","shape":[2,4],'
@@ -66,7 +67,7 @@ def main() -> None:
         )
         print(
             f"""
-zeroserve is up with two models (each at zero instances until the first request).
+zeroserve is up with three models (each at zero instances until the first request).
 
   API          {base}
   API docs     {base}/docs        (OpenAPI: {base}/openapi.json)
@@ -78,6 +79,9 @@ Try an inference (V2):
 
 or V1:
   curl -s {base}/v1/models/iris-sklearn:predict -d '{{"instances":[[5.1,3.5,1.4,0.2]]}}'
+
+Sentence embeddings (MiniLM, 384-d; its instances fork from a loaded snapshot):
+  curl -s {base}/v1/models/minilm:predict -d '{{"instances":["a cat on a mat"]}}'
 
 Ctrl-C stops the platform; the deployments stay in {args.state_dir}.
 """,

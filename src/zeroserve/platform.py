@@ -32,6 +32,7 @@ from zeroserve.spec import (
     VersionSpec,
     check_model_name,
     infer_runtime,
+    runtime_options,
 )
 from zeroserve.tensors import Tensors
 
@@ -155,7 +156,7 @@ class Platform:
                 "sklearn artifacts are pickles, and loading a pickle runs the code inside it;"
                 " deploy with --trust (trust: true) only if you trust where the file came from"
             )
-        signature = await self._inspect(name, runtime, digest, request)
+        signature = await self._inspect(name, runtime, digest, filename, request)
         async with self._deploy_lock:
             spec = VersionSpec(
                 model=name,
@@ -199,7 +200,7 @@ class Platform:
         return digest, size, ref.filename or ref.uri.rstrip("/").rsplit("/", 1)[-1]
 
     async def _inspect(
-        self, name: str, runtime: str, digest: str, request: DeployRequest
+        self, name: str, runtime: str, digest: str, filename: str, request: DeployRequest
     ) -> Signature:
         """Load the model once in a throwaway instance: a model that cannot load is refused
         at deploy time, and its signature (inputs, outputs) is recorded with the version."""
@@ -213,7 +214,7 @@ class Platform:
             cache_dir=str(self.settings.cache_dir),
             concurrency=1,
             memory_mb=request.memory_mb,
-            options={"python_class": request.python_class},
+            options=runtime_options(request.python_class, filename),
         )
         try:
             instance = await self.backend.start(spec, timeout_s=self.settings.start_timeout_s)

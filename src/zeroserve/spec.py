@@ -199,7 +199,12 @@ class VersionSpec(_Frozen):
 
     def options(self) -> dict[str, Any]:
         """Runtime options that travel to the instance."""
-        return {"python_class": self.python_class}
+        return runtime_options(self.python_class, self.artifact_filename)
+
+
+def runtime_options(python_class: str | None, filename: str) -> dict[str, Any]:
+    archive = filename.lower().endswith((".tar", ".tar.gz", ".tgz", ".zip"))
+    return {"python_class": python_class, "archive": archive}
 
 
 class PrewarmRequest(_Frozen):

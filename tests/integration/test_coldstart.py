@@ -130,3 +130,36 @@ def test_corrupted_cached_artifact_is_refetched_by_the_next_instance(
     assert out["label"].tolist() == [2]
     assert cached.read_bytes() == iris_models["onnx"].read_bytes()
     assert f"cached artifact sha256:{digest} is corrupted; fetching it again" in server.log()
+
+
+SENTENCES = ["zeroserve answers the first request in milliseconds", "ünïcode", ""]
+
+
+def test_minilm_forked_and_snapshot_embeddings_match_a_fresh_model(
+    server: Any, minilm_folder: Path
+) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("minilm_fresh", minilm_folder / "model.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    fresh = module.MiniLM()
+    fresh.load(str(minilm_folder))
+    want = fresh.predict({"text": np.array([s.encode() for s in SENTENCES], dtype=object)})
+
+    server.deploy("minilm", minilm_folder)
+    server.deploy("minilm-snap", minilm_folder, "--snapshot")
+    body = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [3], "data": SENTENCES}]}
+    with server.client() as c:
+        for model in ("minilm", "minilm-snap"):
+            r = c.post(f"/v2/models/{model}/infer", json=body)
+            assert r.status_code == 200, r.text
+            out = r.json()["outputs"][0]
+            assert out["name"] == "embedding"
+            assert out["shape"] == [3, 384]
+            got = np.array(out["data"], dtype=np.float32).reshape(3, 384)
+            assert float(np.abs(got - want["embedding"]).max()) <= 1e-5
+    assert _starts(server, "minilm") == {"fork": 1.0}
+    assert _starts(server, "minilm-snap") == {"snapshot": 1.0}

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from zeroserve.artifacts import ArtifactError, local_artifact_path
+from zeroserve.artifacts.archives import unpack
 from zeroserve.instances import ipc
 from zeroserve.instances.spec import InstanceSpec
 from zeroserve.runtimes import LoadError, Predictor, load_predictor
@@ -103,6 +104,8 @@ def load(spec: InstanceSpec) -> tuple[Predictor, dict[str, float]]:
     t0 = time.perf_counter()
     try:
         path = local_artifact_path(spec.store_uri, spec.artifact_sha256, Path(spec.cache_dir))
+        if spec.options.get("archive"):
+            path = unpack(path, spec.artifact_sha256, Path(spec.cache_dir) / "unpacked")
         t_fetch = time.perf_counter()
         predictor = load_predictor(spec.runtime, path, spec.options)
         t_load = time.perf_counter()

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 from zeroserve.spec import Signature
 from zeroserve.tensors import Tensors
 
-__all__ = ["LoadError", "Predictor", "load_predictor"]
+__all__ = ["LoadError", "Predictor", "entry", "load_predictor"]
 
 
 class LoadError(Exception):
@@ -30,6 +30,19 @@ _MODULES = {
     "python": "zeroserve.runtimes.python",
     "torch": "zeroserve.runtimes.torch",
 }
+
+
+def entry(path: Path, suffixes: tuple[str, ...], preferred: str) -> Path:
+    """The file to load: `path` itself, or the model file inside an unpacked archive."""
+    if not path.is_dir():
+        return path
+    from zeroserve.artifacts.archives import find_entry
+    from zeroserve.artifacts.store import ArtifactError
+
+    try:
+        return find_entry(path, suffixes, preferred)
+    except ArtifactError as exc:
+        raise LoadError(str(exc)) from None
 
 
 def load_predictor(runtime: str, path: Path, options: dict[str, Any]) -> Predictor:

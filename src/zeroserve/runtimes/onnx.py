@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from zeroserve.runtimes.base import LoadError
+from zeroserve.runtimes.base import LoadError, entry
 from zeroserve.spec import Signature, TensorSpec
 from zeroserve.tensors import Tensors
 
@@ -56,7 +56,9 @@ class OnnxPredictor:
         so.log_severity_level = 3
         try:
             self._session = ort.InferenceSession(
-                str(path), sess_options=so, providers=["CPUExecutionProvider"]
+                str(entry(path, (".onnx",), "model.onnx")),
+                sess_options=so,
+                providers=["CPUExecutionProvider"],
             )
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise LoadError(f"onnxruntime could not load the model: {exc}") from exc

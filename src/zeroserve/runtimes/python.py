@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from zeroserve.runtimes.base import LoadError
+from zeroserve.runtimes.base import LoadError, entry
 from zeroserve.spec import Signature, TensorSpec
 from zeroserve.tensors import Tensors
 
@@ -55,7 +55,10 @@ def _specs(raw: Any, kind: str) -> list[TensorSpec]:
 class PythonPredictor:
     def __init__(self, path: Path, options: dict[str, Any]) -> None:
         # The artifact is stored under its digest, without a .py suffix: name the loader.
-        loader = importlib.machinery.SourceFileLoader("zeroserve_user_model", str(path))
+        source = entry(path, (".py",), "model.py")
+        if path.is_dir():  # an archive: its folder goes on sys.path for the model's own modules
+            sys.path.insert(0, str(path))
+        loader = importlib.machinery.SourceFileLoader("zeroserve_user_model", str(source))
         spec = importlib.util.spec_from_loader(loader.name, loader)
         if spec is None or spec.loader is None:
             raise LoadError(f"cannot import {path.name} as Python")

@@ -14,7 +14,7 @@ from typing import Any
 import joblib
 import numpy as np
 
-from zeroserve.runtimes.base import LoadError
+from zeroserve.runtimes.base import LoadError, entry
 from zeroserve.spec import Signature, TensorSpec
 from zeroserve.tensors import Tensors, datatype_of
 
@@ -66,7 +66,7 @@ class SklearnPredictor:
 
 def load(path: Path, options: dict[str, Any]) -> SklearnPredictor:
     try:
-        estimator = joblib.load(path)
+        estimator = joblib.load(entry(path, (".joblib", ".pkl", ".pickle"), "model.joblib"))
     except Exception as exc:  # a bad pickle can raise anything
         raise LoadError(f"joblib could not load the artifact: {type(exc).__name__}: {exc}") from exc
     return SklearnPredictor(estimator)

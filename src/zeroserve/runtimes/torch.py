@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from zeroserve.runtimes.base import LoadError
+from zeroserve.runtimes.base import LoadError, entry
 from zeroserve.spec import Signature, TensorSpec
 from zeroserve.tensors import Tensors
 
@@ -24,7 +24,9 @@ class TorchPredictor:
         # One instance is one unit of scale: one intra-op thread, the pool adds instances.
         torch.set_num_threads(int(options.get("intra_op_threads") or 1))
         try:
-            self._module = torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-untyped-call]
+            self._module = torch.jit.load(  # type: ignore[no-untyped-call]
+                str(entry(path, (".pt", ".pth", ".torchscript"), "model.pt")), map_location="cpu"
+            )
         except Exception as exc:
             raise LoadError(f"torch.jit.load failed: {exc}") from exc
         self._module.eval()
