@@ -262,22 +262,12 @@ def descendants(root_pid: int) -> list[tuple[int, str]]:
 
     Forked instances hang below the fork server or a snapshot template, not below the
     gateway directly, and the fork server has its own session: so walk the parent links."""
-    children: dict[int, list[tuple[int, str]]] = {}
-    proc = Path("/proc")
-    if not proc.is_dir():
+    if not Path("/proc").is_dir():
         return []
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue  # gone meanwhile
-        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if fields[0] == "Z":
-            continue  # a zombie holds no memory and runs nothing
-        children.setdefault(int(fields[1]), []).append((int(entry.name), comm))
+    children: dict[int, list[tuple[int, str]]] = {}
+    for pid, (ppid, comm, fields) in _tree_stats().items():
+        if fields[0] != "Z":  # a zombie holds no memory and runs nothing
+            children.setdefault(ppid, []).append((pid, comm))
     out: list[tuple[int, str]] = []
     todo = [root_pid]
     while todo:
@@ -285,6 +275,73 @@ def descendants(root_pid: int) -> list[tuple[int, str]]:
             out.append((pid, comm))
             todo.append(pid)
     return out
+
+
+def _tree_stats() -> dict[int, tuple[int, str, list[str]]]:
+    """pid -> (ppid, comm, the fields after comm) for every process in /proc."""
+    out: dict[int, tuple[int, str, list[str]]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        out[int(entry.name)] = (int(fields[1]), comm, fields)
+    return out
+
+
+class CpuMeter:
+    """How busy the machine was with *other* work while we measured: all CPU time in
+    /proc/stat minus that of this process, its reaped children, and the server's process
+    tree (live processes, zombies, and the children they reaped). On a shared 2-core machine
+    a test run next door shows up here, and in the figures."""
+
+    def __init__(self, root_pid: int) -> None:
+        self._root = root_pid
+        self._tick = float(os.sysconf("SC_CLK_TCK"))
+        self._start = self._sample()
+
+    def _ours_s(self) -> float:
+        import resource
+
+        own = sum(
+            r.ru_utime + r.ru_stime
+            for r in (resource.getrusage(resource.RUSAGE_SELF),
+                      resource.getrusage(resource.RUSAGE_CHILDREN))
+        )  # fmt: skip
+        stats = _tree_stats()
+        children: dict[int, list[int]] = {}
+        for pid, (ppid, _, _) in stats.items():
+            children.setdefault(ppid, []).append(pid)
+        ticks, todo = 0, [self._root]
+        while todo:
+            pid = todo.pop()
+            if pid in stats:
+                ticks += sum(int(x) for x in stats[pid][2][11:15])  # utime stime cutime cstime
+            todo += children.get(pid, [])
+        return own + ticks / self._tick
+
+    def _sample(self) -> tuple[float, float, float, float]:
+        """(wall s, busy s, steal s, ours s)."""
+        cpu = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = cpu[:8]
+        busy = (user + nice + system + irq + softirq) / self._tick
+        return time.perf_counter(), busy, steal / self._tick, self._ours_s()
+
+    def stop(self) -> dict[str, float]:
+        """Average cores busy over the interval: in total, ours, others', stolen."""
+        end = self._sample()
+        wall, busy, steal, ours = (b - a for a, b in zip(self._start, end, strict=True))
+        return {
+            "wall_s": wall,
+            "busy_cores": busy / wall,
+            "ours_cores": ours / wall,
+            "other_cores": max(0.0, busy - ours) / wall,
+            "steal_cores": steal / wall,
+        }
 
 
 # -- reading what the platform says about itself ---------------------------------------------

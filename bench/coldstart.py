@@ -34,8 +34,12 @@ Breakdown per trial (platform figures from /metrics deltas, fetch and load from 
                    dispatch over the instance socket, the first predict, encoding
   HTTP + client    end to end - gateway request duration
 
+The machine may be shared: for each server the command records how many cores other
+processes kept busy meanwhile (from /proc; warned about above 0.1), and `--quiet-wait S` waits
+up to S seconds before each server for the machine to go quiet.
+
 Prints tables, writes JSON (machine, git, settings, every trial, summaries) and the same tables
-as Markdown next to it (`.md`).
+as Markdown next to it (`.md`). Exits 0, 1 if the run could not be made, 2 if a trial failed.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ from _common import (
     IRIS_INPUT,
     ROOT,
     BenchError,
+    CpuMeter,
     LogTail,
     Served,
     console,
@@ -80,6 +85,7 @@ from _common import (
     utc_now,
     zeroserve_up,
 )
+from rich.console import Console
 from rich.table import Table
 
 PATHS = ("spawn", "fork", "snapshot")
@@ -90,6 +96,8 @@ TARGET_P95_MS = {"fork": 50.0, "snapshot": 15.0}
 REQUEST_SECONDS = "zeroserve_request_duration_seconds"
 COLD_START_SECONDS = "zeroserve_cold_start_seconds"
 PROBABILITY_TOLERANCE = 1e-5
+# Cores kept busy by processes outside the benchmark above which a run is called disturbed.
+OTHER_CORES_WARNING = 0.1
 # Long-lived processes of the platform; anything else below the gateway is an instance.
 INFRA_COMMS = ("zs-forkserver", "zs-template")
 
@@ -311,6 +319,21 @@ def wait_for_template(client: httpx.Client, server: Served, timeout_s: float) ->
     return None
 
 
+def wait_for_quiet_machine(max_wait_s: float) -> None:
+    """Wait (at most max_wait_s) for 2 s in which other processes kept < 0.1 cores busy."""
+    t0 = time.perf_counter()
+    while True:
+        meter = CpuMeter(os.getpid())
+        time.sleep(2.0)
+        other = meter.stop()["other_cores"]
+        if other < OTHER_CORES_WARNING:
+            return
+        if time.perf_counter() - t0 > max_wait_s:
+            console.print(f"  [yellow]machine still busy ({other:.2f} cores): going on[/yellow]")
+            return
+        console.print(f"  [dim]waiting for a quiet machine ({other:.2f} cores busy)[/dim]")
+
+
 def _print_trial(t: Trial, of: int) -> None:
     what = "warm-up" if t.warmup else f"{t.index + 1:>3}/{of}"
     if t.e2e_ms is None:
@@ -334,12 +357,15 @@ def run_server(
     name = "zeroserve-spawn" if spawn else "zeroserve-fork"
     env = {"ZEROSERVE_INSTANCE_START": "spawn"} if spawn else None
     unset = () if spawn else ("ZEROSERVE_INSTANCE_START",)  # the default: the fork server
+    if args.quiet_wait > 0:
+        wait_for_quiet_machine(args.quiet_wait)
     started = utc_now()
     with zeroserve_up(work, name=name, env=env, unset_env=unset) as zs, explained(zs):
         for p in paths:
             deploy(zs, MODEL_OF[p], args.idle_timeout, snapshot=p == "snapshot")
         template_s = wait_for_template(client, zs, 120.0) if "snapshot" in paths else None
         processes = sorted(c for _, c in descendants(zs.proc.pid))
+        meter = CpuMeter(zs.proc.pid)
         runner = Runner(
             client, zs, [MODEL_OF[p] for p in paths], expected, args.settle, args.zero_timeout
         )
@@ -355,6 +381,12 @@ def run_server(
                 trials.append(runner.trial(p, i, warmup=False))
                 _print_trial(trials[-1], args.trials)
         runner.wait_quiet()
+        cpu = meter.stop()
+        if cpu["other_cores"] > OTHER_CORES_WARNING:
+            console.print(
+                f"  [yellow]other work kept {cpu['other_cores']:.2f} cores busy meanwhile:"
+                " these figures are inflated[/yellow]"
+            )
         final = runner.metrics()
         cold_metrics = {
             p: histogram_totals(final, COLD_START_SECONDS, MODEL_OF[p], path=p) for p in paths
@@ -366,6 +398,7 @@ def run_server(
         "paths": list(paths),
         "models": {p: MODEL_OF[p] for p in paths},
         "template_ready_s": template_s,
+        "cpu": cpu,
         "processes_at_start": processes,
         "cold_start_seconds_at_end": cold_metrics,
         "loadavg_at_end": list(os.getloadavg()),
@@ -495,9 +528,17 @@ def report(result: dict[str, Any]) -> str:
         highlight=False,
     )
     t1, t2 = _titles(result)
-    width = max(console.width, 100)  # the tables read badly squeezed into 80 columns
-    console.print(rich_table(t1, *headline_rows(result)), width=width)
-    console.print(rich_table(t2, *breakdown_rows(result)), width=width)
+    # Into a file or pipe rich would squeeze the tables into 80 columns.
+    out = console if console.is_terminal else Console(width=110)
+    out.print(rich_table(t1, *headline_rows(result)))
+    out.print(rich_table(t2, *breakdown_rows(result)))
+    for server in result["servers"]:
+        c = server["cpu"]
+        console.print(
+            f"{server['server']}: {c['wall_s']:.0f} s, this benchmark {c['ours_cores']:.2f} cores,"
+            f" other work {c['other_cores']:.2f} cores, stolen {c['steal_cores']:.2f}",
+            highlight=False,
+        )
     for p, s in result["summary"].items():
         if s["failed"]:
             console.print(f"[red]{p}: {s['failed']} failed[/red] {s['failure_reasons']}")
@@ -515,6 +556,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=2, help="untimed trials per path first [2]")
     p.add_argument("--idle-timeout", type=float, default=0.5, help="deployments' idle s [0.5]")
     p.add_argument("--settle", type=float, default=0.2, help="sleep at zero before a trial [0.2]")
+    p.add_argument(
+        "--quiet-wait", type=float, default=0.0,
+        help="wait up to S s before each server for other work to stop [0: do not]",
+    )  # fmt: skip
     p.add_argument("--zero-timeout", type=float, default=30.0, help="max wait for zero [30]")
     p.add_argument(
         "--paths", default=",".join(PATHS), help="comma-separated subset of spawn,fork,snapshot"
@@ -544,6 +589,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "warmup": args.warmup,
             "idle_timeout_s": args.idle_timeout,
             "settle_s": args.settle,
+            "quiet_wait_s": args.quiet_wait,
             "snapshot_memory_mb": "default (1024)",
         },
         "targets_p95_ms": TARGET_P95_MS,

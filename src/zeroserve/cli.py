@@ -55,7 +55,7 @@ def up(
     ] = None,
     snapshot_memory: Annotated[
         int | None,
-        typer.Option(help="MB that snapshot templates may hold together (default: 1024)."),
+        typer.Option(help="MiB that snapshot templates may hold together (default: 1024)."),
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning.")] = "info",
 ) -> None:
@@ -196,8 +196,9 @@ def deploy(
     overrides = {"runtime": runtime, "timeout_s": timeout, "memory_mb": memory,
                  "python_class": python_class}  # fmt: skip
     doc.update({k: v for k, v in overrides.items() if v is not None})
-    if "runtime" not in doc and Path(artifact).expanduser().is_dir():
-        guessed = _folder_runtime(Path(artifact).expanduser())
+    folder = Path(artifact.removeprefix("file://")).expanduser()
+    if "runtime" not in doc and folder.is_dir():
+        guessed = _folder_runtime(folder)
         if guessed:
             doc["runtime"] = guessed
     if trust:

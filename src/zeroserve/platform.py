@@ -238,6 +238,7 @@ class Platform:
         doomed = [k for k in self._pools if k.model == name]
         pools = [self._pools.pop(k) for k in doomed]
         await asyncio.gather(*(p.close() for p in pools), return_exceptions=True)
+        await self.backend.forget_model(name)
         self.registry.delete(name)
         log.info("removed %s", name)
 

@@ -81,3 +81,13 @@ def test_corrupted_local_store_copy_is_refused(tmp_path: Path) -> None:
     path.write_bytes(b"weightz")
     with pytest.raises(ArtifactError, match="does not match its digest"):
         local_artifact_path(store.root_uri, digest, tmp_path / "cache")
+
+
+def test_uploading_again_repairs_a_corrupted_local_store_copy(tmp_path: Path) -> None:
+    store = ArtifactStore((tmp_path / "store").as_uri(), tmp_path / "staging")
+    data = b"weights" * 10
+    digest, _ = asyncio.run(store.put_stream(_chunks(data), max_bytes=1000))
+    path = local_artifact_path(store.root_uri, digest, tmp_path / "cache")
+    path.write_bytes(b"garbage")
+    asyncio.run(store.put_stream(_chunks(data), max_bytes=1000))
+    assert local_artifact_path(store.root_uri, digest, tmp_path / "cache").read_bytes() == data

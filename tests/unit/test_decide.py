@@ -63,3 +63,5 @@ def test_templates_evicted_least_recently_used_first() -> None:
     assert templates_to_evict(sizes, used, budget_bytes=45) == ["a", "b"]
     assert templates_to_evict(sizes, {**used, "a": 9.0}, budget_bytes=100) == ["b"]
     assert templates_to_evict(sizes, used, budget_bytes=0) == ["a", "b", "c"]
+    # The newest template alone exceeds the budget: it goes, the others that fit stay.
+    assert templates_to_evict({"a": 20, "b": 170}, {"a": 1.0, "b": 2.0}, budget_bytes=30) == ["b"]

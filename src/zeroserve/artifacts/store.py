@@ -117,8 +117,10 @@ class ArtifactStore:
 
     def _put_local(self, local: Path, digest: str) -> None:
         target = f"{self._root}/{_key(digest)}"
-        if self._fs.exists(target):
-            return  # content-addressed: same digest, same bytes
+        if self._fs.exists(target) and (
+            not self.root_uri.startswith("file://") or _verified(Path(target), digest)
+        ):
+            return  # content-addressed: same digest, same bytes (a corrupted copy is replaced)
         self._fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
         partial = f"{target}.partial-{os.getpid()}"
         self._fs.put_file(str(local), partial)

@@ -96,6 +96,10 @@ class Backend(Protocol):
         """Make the snapshot template for a version with `snapshot` on, if supported."""
         ...
 
+    async def forget_model(self, model: str) -> None:
+        """The model was removed: drop whatever the backend keeps for it (templates)."""
+        ...
+
     def template_sizes(self) -> dict[str, int]:
         """Memory (bytes, PSS) of each live snapshot template, by model:version:sha256."""
         ...

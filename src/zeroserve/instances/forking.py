@@ -23,21 +23,12 @@ from typing import Any
 
 from zeroserve.instances import ipc
 from zeroserve.instances.backend import StartError
-from zeroserve.instances.local import LocalBackend, LocalInstance, connect
+from zeroserve.instances.local import SINGLE_THREADED, LocalBackend, LocalInstance, connect
 from zeroserve.instances.spec import InstanceSpec
 
 __all__ = ["ForkServerBackend"]
 
 log = logging.getLogger("zeroserve.forkserver")
-
-# Pinned before the fork server imports numpy: one BLAS/OpenMP thread, so it stays
-# single-threaded and safe to fork (see forkserver.py).
-_SINGLE_THREADED = {
-    "OMP_NUM_THREADS": "1",
-    "OPENBLAS_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-    "NUMEXPR_NUM_THREADS": "1",
-}
 
 
 class _Forked:
@@ -87,7 +78,7 @@ class _ForkServer:
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                env={**os.environ, **_SINGLE_THREADED},
+                env={**os.environ, **SINGLE_THREADED},  # before it imports numpy
             )  # fmt: skip
         finally:
             theirs.close()
@@ -166,6 +157,10 @@ class _ForkServer:
         if not self.closed.is_set():
             self._send(ipc.encode(ipc.Kind.PREPARE, 0, {"spec": spec.as_dict()}))
 
+    def drop(self, model: str) -> None:
+        if not self.closed.is_set():
+            self._send(ipc.encode(ipc.Kind.DROP, 0, {"model": model}))
+
     async def close(self) -> None:
         for child in list(self._children.values()):
             child.kill()
@@ -230,6 +225,10 @@ class ForkServerBackend:
         server = await self._ensure()
         if server is not None:
             server.prepare(spec)
+
+    async def forget_model(self, model: str) -> None:
+        if self._server is not None:
+            self._server.drop(model)
 
     async def start(self, spec: InstanceSpec, *, timeout_s: float) -> LocalInstance:
         server = await self._ensure()

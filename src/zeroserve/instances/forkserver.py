@@ -10,8 +10,8 @@ directly and the fork server is never on the request path.
 Fork safety. `fork()` copies only the calling thread: a lock held by any other thread at that
 moment stays locked forever in the child. So this process starts no threads, ever: BLAS and
 OpenMP pools are pinned to one thread by the environment the gateway gives it (set before
-numpy is imported), onnxruntime is imported but no session is created here, and the loop is a
-plain `select` with SIGCHLD delivered through a wakeup pipe. onnxruntime is *not* imported
+numpy is imported), and the loop is a plain `select` with SIGCHLD delivered through a wakeup
+pipe. onnxruntime is *not* imported
 here, because importing it starts a thread; each instance imports its runtime after the fork
 (~35 ms for onnxruntime). Before each fork the server checks that it still has one thread and
 refuses to fork otherwise.
@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import array
 import contextlib
+import hashlib
 import importlib
+import json
 import os
 import select
 import signal
@@ -54,8 +56,6 @@ from zeroserve.instances.worker import (
 from zeroserve.runtimes import Predictor
 
 __all__ = ["main"]
-
-_TEMPLATE_READY_TIMEOUT_S = 300.0
 
 
 def thread_count() -> int:
@@ -132,6 +132,8 @@ class ForkLoop:
         # Templates that alone exceed the budget: made once, evicted, not made again (each
         # start of theirs takes the fork path instead of loading a template to throw away).
         self._oversized: set[str] = set()
+        self._refused: dict[str, str] = {}  # key -> why it cannot be a template
+        self._pending: dict[socket.socket, tuple[str, int]] = {}  # loading templates
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -147,6 +149,7 @@ class ForkLoop:
             socks: list[Any] = [self._up, self._wake_r]
             socks += [t.sock for t in self._templates.values()]
             socks += list(self._draining.values())
+            socks += list(self._pending)
             try:
                 readable, _, _ = select.select(socks, [], [])
             except InterruptedError:
@@ -159,7 +162,9 @@ class ForkLoop:
             if self._up in readable and not self._serve_up():
                 return  # the gateway (or our fork server) is gone: so are we
             for sock in readable:
-                if sock is not self._up and sock != self._wake_r:
+                if sock in self._pending:
+                    self._template_reported(sock)
+                elif sock is not self._up and sock != self._wake_r:
                     self._relay(sock)
 
     def _serve_up(self) -> bool:
@@ -170,9 +175,9 @@ class ForkLoop:
             fd = fds[0] if fds else -1
             self._fork(frame, fd)
         elif frame.kind == ipc.Kind.PREPARE:
-            spec = InstanceSpec(**frame.meta["spec"])
-            self._template_for(spec)
-            self._enforce_budget()
+            self._make_template(InstanceSpec(**frame.meta["spec"]))
+        elif frame.kind == ipc.Kind.DROP:
+            self._drop_model(str(frame.meta["model"]))
         elif frame.kind == ipc.Kind.SHUTDOWN:
             self._draining_self = True  # a template being evicted: no more forks
         for extra in fds[1:]:
@@ -203,8 +208,7 @@ class ForkLoop:
         self._fork_child(frame.request_id, spec, fd, path)
         if frame.meta.get("snapshot") and self._predictor is None:
             # Evicted or never made: this start took the fork path; the next one need not.
-            self._template_for(spec)
-            self._enforce_budget()
+            self._make_template(spec)
 
     def _fork_child(self, request_id: int, spec: InstanceSpec, fd: int, path: str) -> None:
         threads = thread_count()
@@ -242,14 +246,16 @@ class ForkLoop:
 
     # -- templates (snapshots) -----------------------------------------------------------------
 
-    def _template_for(self, spec: InstanceSpec) -> Template | None:
+    def _make_template(self, spec: InstanceSpec) -> None:
+        """Fork a template that loads `spec` in the background: starts go on meanwhile (on
+        the fork path), and it serves snapshot forks once it reports READY."""
         key = _key(spec)
-        if key in self._templates or self._predictor is not None:
-            return self._templates.get(key)
-        if self._budget <= 0 or key in self._oversized:
-            return None
-        if thread_count() != 1:
-            return None
+        if self._predictor is not None or self._budget <= 0:
+            return
+        if key in self._templates or key in self._refused or key in self._oversized:
+            return
+        if any(k == key for k, _ in self._pending.values()) or thread_count() != 1:
+            return
         ours, theirs = socket.socketpair()
         pid = os.fork()
         if pid == 0:
@@ -262,35 +268,60 @@ class ForkLoop:
                 os._exit(code)
         theirs.close()
         self._children[pid] = _Child(template=key)
-        ours.settimeout(_TEMPLATE_READY_TIMEOUT_S)
+        self._pending[ours] = (key, pid)
+
+    def _template_reported(self, sock: socket.socket) -> None:
+        key, pid = self._pending.pop(sock)
         try:
-            ready = ipc.recv_frame_blocking(ours)
+            ready = ipc.recv_frame_blocking(sock)
         except OSError:
             ready = None
-        ours.settimeout(None)
         if ready is None or ready.kind != ipc.Kind.READY:
-            error = ready.meta.get("error", "template died") if ready else "template died"
-            self._send_up(ipc.Kind.TEMPLATES, 0, {"failed": {key: str(error)}})
-            ours.close()
+            # Remembered: a model that cannot be a template is not loaded again for nothing.
+            error = str(ready.meta.get("error", "template died")) if ready else "template died"
+            self._refused[key] = error
+            self._send_up(ipc.Kind.TEMPLATES, 0, {"failed": {key: error}})
+            sock.close()
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            return None
-        template = Template(key=key, pid=pid, sock=ours, last_used=time.monotonic())
-        self._templates[key] = template
-        return template
+            return
+        self._templates[key] = Template(key=key, pid=pid, sock=sock, last_used=time.monotonic())
+        self._enforce_budget()
+
+    def _drop_model(self, model: str) -> None:
+        """The model was removed: its templates go (they drain like evicted ones)."""
+        prefix = f"{model}:"
+        for key in [k for k in self._templates if k.startswith(prefix)]:
+            self._retire(self._templates.pop(key))
+        for sock, (key, pid) in list(self._pending.items()):
+            if key.startswith(prefix):
+                del self._pending[sock]
+                sock.close()
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        for key in [k for k in self._refused if k.startswith(prefix)]:
+            del self._refused[key]
+        self._oversized = {k for k in self._oversized if not k.startswith(prefix)}
+        self._send_up(ipc.Kind.TEMPLATES, 0, {"sizes": self._sizes()})
+
+    def _retire(self, template: Template) -> None:
+        # It stops forking now and exits after its last instance (whose death signal is tied
+        # to it: killing it would take its instances down).
+        with contextlib.suppress(OSError):
+            ipc.send_blocking(template.sock, ipc.encode(ipc.Kind.SHUTDOWN, 0))
+        self._draining[template.pid] = template.sock
+
+    def _sizes(self) -> dict[str, int]:
+        return {key: pss_bytes(t.pid) for key, t in self._templates.items()}
 
     def _enforce_budget(self) -> None:
-        sizes = {key: pss_bytes(t.pid) for key, t in self._templates.items()}
+        sizes = self._sizes()
         last_used = {key: t.last_used for key, t in self._templates.items()}
         for key in templates_to_evict(sizes, last_used, self._budget):
             template = self._templates.pop(key)
             if sizes.pop(key) > self._budget:
                 self._oversized.add(key)
-            # It stops forking now and exits after its last instance (whose death signal is
-            # tied to it: killing it would take its instances down).
-            with contextlib.suppress(OSError):
-                ipc.send_blocking(template.sock, ipc.encode(ipc.Kind.SHUTDOWN, 0))
-            self._draining[template.pid] = template.sock
+            self._retire(template)
         self._send_up(ipc.Kind.TEMPLATES, 0, {"sizes": sizes})
 
     def _relay(self, sock: socket.socket) -> None:
@@ -329,7 +360,9 @@ class ForkLoop:
 
 
 def _key(spec: InstanceSpec) -> str:
-    return f"{spec.model}:{spec.version}:{spec.artifact_sha256}"
+    # The options (e.g. the Python class) are part of what a template loaded.
+    options = hashlib.sha256(json.dumps(spec.options, sort_keys=True).encode()).hexdigest()
+    return f"{spec.model}:{spec.version}:{spec.artifact_sha256}:{options[:12]}"
 
 
 def _warm_up(predictor: Predictor) -> None:

@@ -50,6 +50,7 @@ class Kind(enum.IntEnum):
     EXITED = 10  # fork server -> gateway: meta {pid, returncode}
     PREPARE = 11  # gateway -> fork server: make the snapshot template of meta["spec"]
     TEMPLATES = 12  # fork server -> gateway: meta {sizes: {key: bytes}} or {failed: {key: why}}
+    DROP = 13  # gateway -> fork server: meta {model}: its templates go (the model was removed)
 
 
 class Frame:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 import signal
 import socket
 import subprocess
@@ -22,6 +23,15 @@ from zeroserve.tensors import Tensors
 __all__ = ["LocalBackend", "LocalInstance", "ProcessHandle", "connect"]
 
 _PREFIX = 4
+
+# One BLAS/OpenMP thread per instance: instances are the unit of parallelism, and the fork
+# server must stay single-threaded to be forked from (forkserver.py).
+SINGLE_THREADED = {
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "NUMEXPR_NUM_THREADS": "1",
+}
 
 
 async def _read_frame(reader: asyncio.StreamReader) -> ipc.Frame | None:
@@ -222,6 +232,7 @@ class LocalBackend:
                 pass_fds=(child.fileno(),),
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # Ctrl-C on the terminal reaches the gateway only
+                env={**os.environ, **SINGLE_THREADED},  # as forked instances have it
             )  # fmt: skip
         finally:
             child.close()
@@ -245,6 +256,9 @@ class LocalBackend:
 
     def template_sizes(self) -> dict[str, int]:
         return {}
+
+    async def forget_model(self, model: str) -> None:
+        pass
 
     async def _forget(self, instance: LocalInstance, proc: Any) -> None:
         await instance.wait_closed()

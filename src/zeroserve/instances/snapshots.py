@@ -23,13 +23,15 @@ def templates_to_evict(
     """Least recently used first, until the rest fit in the budget.
 
     E.g. sizes {a: 60 MB, b: 50 MB, c: 40 MB}, used in the order a, b, c, budget 100 MB:
-    150 > 100 -> evict a (90 left, fits) -> ["a"]. A budget of 0 keeps none.
+    150 > 100 -> evict a (90 left, fits) -> ["a"]. With budget 55 MB, a alone exceeds it and
+    goes first, then b (LRU) -> ["a", "b"]. A budget of 0 keeps none.
     """
     if budget_bytes <= 0:
         return sorted(sizes, key=lambda k: last_used.get(k, 0.0))
-    total = sum(sizes.values())
-    evict: list[str] = []
-    for key in sorted(sizes, key=lambda k: last_used.get(k, 0.0)):
+    # One that alone exceeds the budget goes first: evicting the others would not make it fit.
+    evict = [key for key in sizes if sizes[key] > budget_bytes]
+    total = sum(size for key, size in sizes.items() if key not in evict)
+    for key in sorted(set(sizes) - set(evict), key=lambda k: last_used.get(k, 0.0)):
         if total <= budget_bytes:
             break
         evict.append(key)
