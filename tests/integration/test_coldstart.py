@@ -92,7 +92,6 @@ def test_snapshot_over_the_memory_budget_falls_back_to_the_fork_path(
     assert _starts(server, "iris") == {"fork": 2.0}
     # The template was made, found too big for the budget, and not made again.
     wait_for(lambda: "zs-template" not in [n for _, n in descendants(server.proc.pid)], 10)
-    assert server.log().count("zs-template") == 0
 
 
 def test_least_recently_used_template_is_evicted_first(
