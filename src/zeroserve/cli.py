@@ -129,8 +129,16 @@ def _pack(folder: Path, into: Path) -> Path:
     return archive
 
 
+def _merged(base: Any, flags: dict[str, Any]) -> dict[str, Any]:
+    """A spec file's section with the flags that were given laid over it."""
+    return {**(base or {}), **{k: v for k, v in flags.items() if v is not None}}
+
+
 def _folder_runtime(folder: Path) -> str | None:
     """A folder with model.py is a Python model; else the one model file inside decides."""
+    folder = folder.expanduser()
+    if not folder.is_dir():
+        return None
     if (folder / "model.py").is_file():
         return "python"
     found = {infer_runtime(p.name) for p in folder.rglob("*") if p.is_file()} - {None}
@@ -176,6 +184,13 @@ def deploy(
     snapshot: Annotated[
         bool, typer.Option("--snapshot", help="Keep a loaded template: ms cold starts.")
     ] = False,
+    max_batch_size: Annotated[
+        int | None, typer.Option(help="Rows per batched model call [1: off].")
+    ] = None,
+    max_batch_delay_ms: Annotated[
+        float | None, typer.Option(help="Wait for a batch to fill, ms [2].")
+    ] = None,
+    max_queue: Annotated[int | None, typer.Option(help="Requests that may wait [1024].")] = None,
     url: UrlOption = "",
 ) -> None:
     """Upload an artifact and create a new immutable version; prints the version."""
@@ -186,25 +201,18 @@ def deploy(
     doc.pop("artifact", None)
     if not name or not artifact:
         raise _fail("give NAME and PATH, or -f spec.yaml with name and artifact")
-    scaling = dict(doc.pop("scaling", None) or {})
-    for key, value in {
+    scaling = _merged(doc.pop("scaling", None), {
         "min_instances": min_instances, "max_instances": max_instances,
-        "concurrency": concurrency, "idle_timeout_s": idle_timeout,
-    }.items():  # fmt: skip
-        if value is not None:
-            scaling[key] = value
-    overrides = {"runtime": runtime, "timeout_s": timeout, "memory_mb": memory,
-                 "python_class": python_class}  # fmt: skip
-    doc.update({k: v for k, v in overrides.items() if v is not None})
-    folder = Path(artifact.removeprefix("file://")).expanduser()
-    if "runtime" not in doc and folder.is_dir():
-        guessed = _folder_runtime(folder)
-        if guessed:
-            doc["runtime"] = guessed
-    if trust:
-        doc["trust"] = True
-    if snapshot:
-        doc["snapshot"] = True
+        "concurrency": concurrency, "idle_timeout_s": idle_timeout, "max_queue": max_queue,
+    })  # fmt: skip
+    doc["batching"] = _merged(doc.pop("batching", None), {
+        "max_batch_size": max_batch_size, "max_batch_delay_ms": max_batch_delay_ms,
+    })  # fmt: skip
+    doc.update(_merged({}, {
+        "runtime": runtime or doc.get("runtime") or _folder_runtime(Path(artifact.removeprefix("file://"))),
+        "timeout_s": timeout, "memory_mb": memory, "python_class": python_class,
+        "trust": trust or None, "snapshot": snapshot or None,
+    }))  # fmt: skip
     with _client(url) as client:
         try:
             doc["artifact"] = _artifact_ref(client, artifact)

@@ -173,6 +173,7 @@ class Platform:
                 signature=signature,
                 created_at=time.time(),
                 snapshot=request.snapshot,
+                batching=request.batching,
             )
             self.registry.add_version(spec)
             record = self.registry.get(name)
@@ -384,6 +385,7 @@ def version_view(spec: VersionSpec) -> dict[str, Any]:
         "memory_mb": spec.memory_mb,
         "python_class": spec.python_class,
         "snapshot": spec.snapshot,
+        "batching": spec.batching.model_dump(),
         "signature": spec.signature.model_dump(),
         "created_at": spec.created_at,
     }

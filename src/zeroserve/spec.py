@@ -18,6 +18,7 @@ __all__ = [
     "MODEL_NAME_PATTERN",
     "RUNTIMES",
     "ArtifactRef",
+    "BatchingPolicy",
     "DeployRequest",
     "PrewarmRequest",
     "RuntimeName",
@@ -103,6 +104,9 @@ class ScalingPolicy(_Frozen):
     idle_timeout_s: float = Field(300.0, gt=0, le=7 * 24 * 3600)
     # Scheduled warm pools, e.g. [{days: mon-fri, start: "08:00", end: "18:00", min_instances: 2}].
     warm: list[WarmWindow] = Field(default_factory=list)
+    # Invocations that may wait for an instance; past it new ones get 429 with Retry-After,
+    # so memory stays bounded under overload.
+    max_queue: int = Field(1024, ge=1, le=1_000_000)
 
     @model_validator(mode="after")
     def _max_at_least_min(self) -> ScalingPolicy:
@@ -118,6 +122,17 @@ class ScalingPolicy(_Frozen):
                     f" must be <= max_instances = {self.max_instances}"
                 )
         return self
+
+
+class BatchingPolicy(_Frozen):
+    """Dynamic batching (as Triton's dynamic batcher, Ray Serve's @serve.batch): queued
+    requests of one version are stacked along the first dimension into one call to the model,
+    and the results are split back. Off by default (max_batch_size 1)."""
+
+    # Rows (sum of the requests' first dimensions) in one batch; a larger request runs alone.
+    max_batch_size: int = Field(1, ge=1, le=65536)
+    # How long the oldest queued request may wait for others to fill its batch.
+    max_batch_delay_ms: float = Field(2.0, ge=0, le=10_000)
 
 
 class TensorSpec(_Frozen):
@@ -177,6 +192,7 @@ class DeployRequest(_Frozen):
     # Keep a snapshot template (model loaded, one warm-up prediction done) to fork instances
     # from in milliseconds; it costs its memory, within `zeroserve up --snapshot-memory`.
     snapshot: bool = False
+    batching: BatchingPolicy = Field(default_factory=BatchingPolicy)  # type: ignore[arg-type]
 
 
 class VersionSpec(_Frozen):
@@ -196,6 +212,7 @@ class VersionSpec(_Frozen):
     signature: Signature
     created_at: float
     snapshot: bool = False
+    batching: BatchingPolicy = Field(default_factory=BatchingPolicy)  # type: ignore[arg-type]
 
     def options(self) -> dict[str, Any]:
         """Runtime options that travel to the instance."""

@@ -20,6 +20,7 @@ from zeroserve.scaling import (
     InstanceCrashed,
     InvocationTimeout,
     PoolClosed,
+    QueueFull,
     QueueTimeout,
     StartFailed,
 )
@@ -58,6 +59,8 @@ def to_api_error(exc: Exception) -> ApiError:
         return ApiError(status, str(exc))
     if isinstance(exc, ModelError):
         return ApiError(422, f"the model could not process this input: {exc}")
+    if isinstance(exc, QueueFull):
+        return ApiError(429, str(exc), {"Retry-After": "1"})
     if isinstance(exc, InvocationTimeout):
         return ApiError(504, str(exc))
     if isinstance(exc, (QueueTimeout, StartFailed, InstanceCrashed, PoolClosed)):

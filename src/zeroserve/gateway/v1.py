@@ -49,7 +49,10 @@ async def predict(request: Request) -> Response:
         raise meter.fail(exc) from None
     finally:
         meter.done()
-    headers = {"x-zeroserve-cold-start": "true" if result.cold else "false"}
+    headers = {
+        "x-zeroserve-cold-start": "true" if result.cold else "false",
+        "x-zeroserve-batch-size": str(result.batch_size),
+    }
     return Response(payload, headers=headers, media_type="application/json")
 
 

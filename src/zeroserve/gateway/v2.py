@@ -105,7 +105,10 @@ async def infer(request: Request) -> Response:
         raise meter.fail(exc) from None
     finally:
         meter.done()
-    headers = {"x-zeroserve-cold-start": "true" if result.cold else "false"}
+    headers = {
+        "x-zeroserve-cold-start": "true" if result.cold else "false",
+        "x-zeroserve-batch-size": str(result.batch_size),
+    }
     if header_length is None:
         return Response(payload, headers=headers, media_type="application/json")
     headers["inference-header-content-length"] = str(header_length)

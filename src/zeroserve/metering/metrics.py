@@ -78,6 +78,13 @@ class Metrics:
             registry=r,
         )
 
+        self.batch_size = Histogram(
+            "zeroserve_batch_size",
+            "Requests per model call (dynamic batching; 1 when off).",
+            ["model", "version"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=r,
+        )
         self.snapshot_memory = Gauge(
             "zeroserve_snapshot_memory_bytes",
             "Memory (PSS) held by snapshot templates: loaded models kept to fork instances"

@@ -6,6 +6,7 @@ from zeroserve.scaling.pool import (
     InvocationTimeout,
     Pool,
     PoolClosed,
+    QueueFull,
     QueueTimeout,
     StartFailed,
 )
@@ -17,6 +18,7 @@ __all__ = [
     "Pool",
     "PoolClosed",
     "PoolLoad",
+    "QueueFull",
     "QueueTimeout",
     "StartFailed",
     "instances_to_start",

@@ -19,6 +19,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from zeroserve.instances import (
     Backend,
     Instance,
@@ -28,6 +30,7 @@ from zeroserve.instances import (
     StartError,
 )
 from zeroserve.metering import Metrics
+from zeroserve.routing.batcher import Waiting, take_batch
 from zeroserve.scaling.decide import InstanceLoad, PoolLoad, instances_to_start, instances_to_stop
 from zeroserve.spec import VersionSpec
 from zeroserve.tensors import Tensors
@@ -37,6 +40,7 @@ __all__ = [
     "InvocationTimeout",
     "Pool",
     "PoolClosed",
+    "QueueFull",
     "QueueTimeout",
     "Result",
     "StartFailed",
@@ -77,11 +81,39 @@ class PoolClosed(Exception):
     """The pool was closed (model removed or platform stopping)."""
 
 
+class QueueFull(Exception):
+    """The version's queue holds max_queue invocations already: shed this one (429)."""
+
+
 @dataclass(frozen=True)
 class Result:
     outputs: Tensors
     cold: bool  # the invocation waited for an instance to start
     instance_id: str
+    batch_size: int = 1  # requests that shared the model call
+
+
+def _stack(batch: list[_Invocation]) -> Tensors:
+    if len(batch) == 1:
+        return batch[0].inputs
+    return {name: np.concatenate([i.inputs[name] for i in batch]) for name in batch[0].inputs}
+
+
+def _split(batch: list[_Invocation], outputs: Tensors) -> list[Tensors]:
+    """Each request's rows of every output, in batch order."""
+    if len(batch) == 1:
+        return [outputs]
+    sizes = [len(next(iter(i.inputs.values()))) for i in batch]
+    total = sum(sizes)
+    for name, array in outputs.items():
+        if array.ndim == 0 or len(array) != total:
+            raise ModelError(
+                f"output {name!r} has {len(array) if array.ndim else 0} rows for a batch of"
+                f" {total}; a batched model must return one row per input row"
+            )
+    cuts = np.cumsum(sizes)[:-1]
+    parts = {name: np.split(array, cuts) for name, array in outputs.items()}
+    return [{name: parts[name][k] for name in outputs} for k in range(len(batch))]
 
 
 @dataclass
@@ -90,6 +122,14 @@ class _Invocation:
     future: asyncio.Future[Result]
     enqueued_at: float
     attempts: int = 0
+
+    def waiting(self) -> Waiting:
+        """How the batcher sees it: its rows, and what a batch mate must match."""
+        arrays = list(self.inputs.values())
+        if not arrays or any(a.ndim == 0 for a in arrays) or len({len(a) for a in arrays}) != 1:
+            return Waiting(1, id(self), self.enqueued_at)  # not batchable: travels alone
+        key = tuple(sorted((n, a.dtype.str, a.shape[1:]) for n, a in self.inputs.items()))
+        return Waiting(len(arrays[0]), key, self.enqueued_at)
 
 
 @dataclass
@@ -154,6 +194,7 @@ class Pool:
         self._failed_starts = 0
         self._closed = False
         self._started = asyncio.Event()  # set whenever an instance comes up
+        self._batch_timer: asyncio.TimerHandle | None = None
         self._serial = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
         self._ticker = asyncio.get_running_loop().create_task(self._tick_loop())
@@ -164,6 +205,13 @@ class Pool:
     async def infer(self, inputs: Tensors) -> Result:
         if self._closed:
             raise PoolClosed(f"version {self.version.version} of {self.version.model!r} is gone")
+        if len(self._queue) >= self.version.scaling.max_queue:
+            self._queue = deque(i for i in self._queue if not i.future.done())
+            if len(self._queue) >= self.version.scaling.max_queue:
+                raise QueueFull(
+                    f"{len(self._queue)} requests are already waiting for"
+                    f" {self.version.model!r} v{self.version.version} (max_queue); retry later"
+                )
         fut: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._queue.append(_Invocation(inputs, fut, self._clock()))
         self._pump()
@@ -230,11 +278,11 @@ class Pool:
     def _pump(self) -> None:
         """Dispatch what can run now, then start instances for what cannot."""
         while self._queue and (slot := self._free_slot()) is not None:
-            inv = self._queue.popleft()
-            if inv.future.done():
-                continue  # its client went away while it waited
+            batch = self._next_batch()
+            if not batch:
+                break  # a batch is filling up: the batch timer pumps again
             slot.in_flight += 1
-            self._spawn(self._run(slot, inv))
+            self._spawn(self._run(slot, batch))
         if self._closed:
             return
         load = PoolLoad(
@@ -256,46 +304,85 @@ class Pool:
             self._spawn(self._start_one())
         self._publish(load)
 
+    def _next_batch(self) -> list[_Invocation]:
+        while self._queue and self._queue[0].future.done():
+            self._queue.popleft()  # its client went away while it waited
+        policy = self.version.batching
+        if policy.max_batch_size <= 1:
+            return [self._queue.popleft()] if self._queue else []
+        head = list(itertools.islice(self._queue, policy.max_batch_size + 1))
+        take, wake_at = take_batch([i.waiting() for i in head], policy, self._clock())
+        if take == 0:
+            if wake_at is not None and self._batch_timer is None:
+                delay = max(0.0, wake_at - self._clock())
+                self._batch_timer = asyncio.get_running_loop().call_later(
+                    delay, self._on_batch_timer
+                )
+            return []
+        batch = [self._queue.popleft() for _ in range(take)]
+        return [i for i in batch if not i.future.done()]
+
+    def _on_batch_timer(self) -> None:
+        self._batch_timer = None
+        self._pump()
+
     def _publish(self, load: PoolLoad) -> None:
         self._metrics.instances.labels(*self._labels).set(load.ready)
         self._metrics.queue_depth.labels(*self._labels).set(load.queued)
         self._metrics.in_flight.labels(*self._labels).set(load.in_flight)
 
-    async def _run(self, slot: _Slot, inv: _Invocation) -> None:
-        inv.attempts += 1
+    async def _run(self, slot: _Slot, batch: list[_Invocation]) -> None:
+        for inv in batch:
+            inv.attempts += 1
+        self._metrics.batch_size.labels(*self._labels).observe(len(batch))
         try:
             outputs = await asyncio.wait_for(
-                slot.instance.infer(inv.inputs), timeout=self.version.timeout_s
+                slot.instance.infer(_stack(batch)), timeout=self.version.timeout_s
             )
-            if not inv.future.done():
-                cold = slot.ready_at > inv.enqueued_at
-                inv.future.set_result(Result(outputs, cold, slot.instance.id))
-        except TimeoutError:
-            # A stuck instance holds a slot forever: replace it. Its other in-flight
-            # invocations see InstanceDied and are retried on a fresh instance.
-            self._fail(inv, InvocationTimeout(
-                f"the model did not answer within its timeout of {self.version.timeout_s:g} s"
-            ))  # fmt: skip
-            slot.killed_for = "timeout"
-            slot.instance.kill()
-        except ModelError as exc:
-            self._fail(inv, exc)
-        except InstanceDied as exc:
-            if inv.attempts < _MAX_ATTEMPTS and not inv.future.done() and not self._closed:
-                self._queue.appendleft(inv)
-            else:
-                what = str(exc).removeprefix("instance ")
-                self._fail(inv, InstanceCrashed(f"the instance running this request {what}"))
+            for inv, part in zip(batch, _split(batch, outputs), strict=True):
+                if not inv.future.done():
+                    cold = slot.ready_at > inv.enqueued_at
+                    inv.future.set_result(Result(part, cold, slot.instance.id, len(batch)))
         except asyncio.CancelledError:
-            self._fail(inv, PoolClosed("the model is being removed or the platform is stopping"))
+            self._fail_all(
+                batch, PoolClosed("the model is being removed or the platform is stopping")
+            )
             raise
-        except Exception as exc:  # a bug must cost one request, never hang it
-            log.exception("invocation on %s failed", slot.instance.id)
-            self._fail(inv, InstanceCrashed(f"the invocation failed: {type(exc).__name__}"))
+        except Exception as exc:
+            self._on_failure(slot, batch, exc)
         finally:
             slot.in_flight -= 1
             slot.last_active = self._clock()
             self._pump()
+
+    def _on_failure(self, slot: _Slot, batch: list[_Invocation], exc: Exception) -> None:
+        """What a failed model call means for each request that was in it."""
+        if isinstance(exc, TimeoutError):
+            # A stuck instance holds a slot forever: replace it. Its other in-flight
+            # invocations see InstanceDied and are retried on a fresh instance.
+            timeout = self.version.timeout_s
+            self._fail_all(batch, InvocationTimeout(
+                f"the model did not answer within its timeout of {timeout:g} s"
+            ))  # fmt: skip
+            slot.killed_for = "timeout"
+            slot.instance.kill()
+        elif isinstance(exc, ModelError):
+            self._fail_all(batch, exc)
+        elif isinstance(exc, InstanceDied):
+            # Inference has no side effects: back to the head of the queue, in order, once.
+            what = str(exc).removeprefix("instance ")
+            for inv in reversed(batch):
+                if inv.attempts < _MAX_ATTEMPTS and not inv.future.done() and not self._closed:
+                    self._queue.appendleft(inv)
+                else:
+                    self._fail(inv, InstanceCrashed(f"the instance running this request {what}"))
+        else:  # a bug must cost these requests, never hang them
+            log.error("invocation on %s failed", slot.instance.id, exc_info=exc)
+            self._fail_all(batch, InstanceCrashed(f"the invocation failed: {type(exc).__name__}"))
+
+    def _fail_all(self, batch: list[_Invocation], exc: Exception) -> None:
+        for inv in batch:
+            self._fail(inv, exc)
 
     @staticmethod
     def _fail(inv: _Invocation, exc: Exception) -> None:
