@@ -14,7 +14,7 @@ client from sending the request until the whole response has been read. The comm
 
 Both deployments use a short `--idle-timeout` (0.5 s), so the model goes back to zero after
 each answer. Before each trial the command waits until GET /api/models/NAME shows instances,
-starting and stopping all 0 for every model of that server, and no zs-instance process is left
+starting and stopping all 0 for every model of that server, and no instance process is left
 below the gateway, then waits `--settle` more. `--warmup` untimed trials per model come first
 (the first start after a deploy also pays for page-cache misses and, for a snapshot, for
 making the template).
@@ -612,6 +612,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def _no_nan(value: Any) -> Any:
+    """NaN (a summary of no values) as null: NaN is not JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_no_nan(v) for v in value]
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -623,7 +634,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     markdown = report(result)
     result["markdown"] = markdown
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    args.out.write_text(json.dumps(_no_nan(result), indent=2, allow_nan=False) + "\n")
     args.out.with_suffix(".md").write_text(markdown + "\n")
     console.print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
     failed = sum(s["failed"] for s in result["summary"].values())
