@@ -75,6 +75,7 @@ def test_forked_and_snapshot_instances_predict_like_a_fresh_model(
 
     names = [name for _, name in descendants(server.proc.pid)]
     assert names.count("zs-forkserver") == 1
+    assert names.count("zs-forkserv-ort") == 1  # onnx and python instances fork from it
     assert names.count("zs-template") == 2
     assert names.count("zs-instance") == 3
 

@@ -120,8 +120,11 @@ class ForkLoop:
         predictor: Predictor | None = None,
         budget_bytes: int = 0,
         allowed_threads: int = 1,
+        root: bool = False,
     ) -> None:
         self._up = up
+        self._root = root  # the fork server itself: it alone keeps templates
+        self._ort: Template | None = None  # the onnxruntime fork server, once it is ready
         self._allowed_threads = allowed_threads
         self._predictor = predictor  # set in a template: children start already loaded
         self._budget = budget_bytes
@@ -143,21 +146,17 @@ class ForkLoop:
     def run(self) -> None:
         signal.set_wakeup_fd(self._wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
+        if self._root:
+            self._make_ort_server()
         while True:
             if self._draining_self and not self._children:
                 return  # an evicted template whose last instance is gone
-            socks: list[Any] = [self._up, self._wake_r]
-            socks += [t.sock for t in self._templates.values()]
-            socks += list(self._draining.values())
-            socks += list(self._pending)
+            socks: list[Any] = [self._up, self._wake_r, *self._peers()]
             try:
                 readable, _, _ = select.select(socks, [], [])
             except InterruptedError:
                 continue
             if self._wake_r in readable:
-                with contextlib.suppress(BlockingIOError):
-                    while os.read(self._wake_r, 512):
-                        pass
                 self._reap()
             if self._up in readable and not self._serve_up():
                 return  # the gateway (or our fork server) is gone: so are we
@@ -166,6 +165,15 @@ class ForkLoop:
                     self._template_reported(sock)
                 elif sock is not self._up and sock != self._wake_r:
                     self._relay(sock)
+
+    def _peers(self) -> list[socket.socket]:
+        """Channels to the processes this one forks through: templates (live, draining,
+        loading) and the onnxruntime fork server."""
+        peers = [t.sock for t in self._templates.values()]
+        peers += [*self._draining.values(), *self._pending]
+        if self._ort is not None:
+            peers.append(self._ort.sock)
+        return peers
 
     def _serve_up(self) -> bool:
         frame, fds = recv_with_fds(self._up)
@@ -195,7 +203,7 @@ class ForkLoop:
         if fd < 0:
             self._send_up(ipc.Kind.FORK_ERROR, frame.request_id, {"error": "no socket passed"})
             return
-        if frame.meta.get("snapshot") and self._predictor is None:
+        if frame.meta.get("snapshot") and self._root:
             template = self._templates.get(_key(spec))
             if template is not None:
                 template.last_used = time.monotonic()
@@ -204,9 +212,15 @@ class ForkLoop:
                 )
                 os.close(fd)
                 return
-        path = "snapshot" if self._predictor is not None else "fork"
-        self._fork_child(frame.request_id, spec, fd, path)
-        if frame.meta.get("snapshot") and self._predictor is None:
+        if self._ort is not None and spec.runtime in _ORT_RUNTIMES:
+            send_with_fd(
+                self._ort.sock, ipc.encode(ipc.Kind.FORK, frame.request_id, frame.meta), fd
+            )
+            os.close(fd)
+        else:
+            path = "snapshot" if self._predictor is not None else "fork"
+            self._fork_child(frame.request_id, spec, fd, path)
+        if frame.meta.get("snapshot") and self._root:
             # Evicted or never made: this start took the fork path; the next one need not.
             self._make_template(spec)
 
@@ -233,11 +247,7 @@ class ForkLoop:
         """In a freshly forked child: drop the server's sockets and signal handling."""
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        for sock in [
-            self._up,
-            *(t.sock for t in self._templates.values()),
-            *self._draining.values(),
-        ]:
+        for sock in [self._up, *self._peers()]:
             with contextlib.suppress(OSError):
                 sock.close()
         os.close(self._wake_r)
@@ -250,7 +260,7 @@ class ForkLoop:
         """Fork a template that loads `spec` in the background: starts go on meanwhile (on
         the fork path), and it serves snapshot forks once it reports READY."""
         key = _key(spec)
-        if self._predictor is not None or self._budget <= 0:
+        if not self._root or self._budget <= 0:
             return
         if key in self._templates or key in self._refused or key in self._oversized:
             return
@@ -270,12 +280,34 @@ class ForkLoop:
         self._children[pid] = _Child(template=key)
         self._pending[ours] = (key, pid)
 
+    def _make_ort_server(self) -> None:
+        """Fork the onnxruntime fork server in the background (see _run_ort_server)."""
+        ours, theirs = socket.socketpair()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                ours.close()
+                self._become_child()
+                code = _run_ort_server(theirs)
+            finally:
+                os._exit(code)
+        theirs.close()
+        self._children[pid] = _Child(template=_ORT_KEY)
+        self._pending[ours] = (_ORT_KEY, pid)
+
     def _template_reported(self, sock: socket.socket) -> None:
         key, pid = self._pending.pop(sock)
         try:
             ready = ipc.recv_frame_blocking(sock)
         except OSError:
             ready = None
+        if key == _ORT_KEY:
+            if ready is not None and ready.kind == ipc.Kind.READY:
+                self._ort = Template(key=key, pid=pid, sock=sock, last_used=time.monotonic())
+            else:  # instances import onnxruntime themselves: slower, still correct
+                sock.close()
+            return
         if ready is None or ready.kind != ipc.Kind.READY:
             # Remembered: a model that cannot be a template is not loaded again for nothing.
             error = str(ready.meta.get("error", "template died")) if ready else "template died"
@@ -336,6 +368,8 @@ class ForkLoop:
         self._send_up(frame.kind, frame.request_id, frame.meta)
 
     def _drop_socket(self, sock: socket.socket) -> None:
+        if self._ort is not None and self._ort.sock is sock:
+            self._ort = None
         for key, t in list(self._templates.items()):
             if t.sock is sock:
                 del self._templates[key]
@@ -346,6 +380,9 @@ class ForkLoop:
             sock.close()
 
     def _reap(self) -> None:
+        with contextlib.suppress(BlockingIOError):  # drain the SIGCHLD wakeup pipe
+            while os.read(self._wake_r, 512):
+                pass
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -357,6 +394,31 @@ class ForkLoop:
             if child is not None and child.template is None:
                 code = os.waitstatus_to_exitcode(status)
                 self._send_up(ipc.Kind.EXITED, 0, {"pid": pid, "returncode": code})
+
+
+_ORT_KEY = "runtime:onnxruntime"
+# Runtimes whose instances fork from the onnxruntime fork server (a Python model may use it).
+_ORT_RUNTIMES = ("onnx", "python")
+
+
+def _run_ort_server(sock: socket.socket) -> int:
+    """A second fork server that has imported onnxruntime, for onnx and python instances:
+    importing onnxruntime in each instance costs ~50 ms of its cold start. It carries
+    onnxruntime's import-time housekeeping thread, like a template and for the same reasons
+    (see _run_template); what it forks is single-threaded and never touches that thread."""
+    set_process_name("zs-forkserv-ort")
+    try:
+        importlib.import_module("onnxruntime")
+        importlib.import_module("zeroserve.runtimes.onnx")
+        importlib.import_module("zeroserve.runtimes.python")
+    except ImportError as exc:
+        ipc.send_blocking(sock, ipc.encode(ipc.Kind.LOAD_ERROR, 0, {"error": str(exc)}))
+        return 1
+    threads = thread_count()
+    meta = {"pid": os.getpid(), "threads": threads}
+    ipc.send_blocking(sock, ipc.encode(ipc.Kind.READY, 0, meta))
+    ForkLoop(sock, allowed_threads=threads).run()
+    return 0
 
 
 def _key(spec: InstanceSpec) -> str:
@@ -435,7 +497,7 @@ def main(argv: list[str]) -> int:
     ipc.send_blocking(
         up, ipc.encode(ipc.Kind.READY, 0, {"pid": os.getpid(), "threads": thread_count()})
     )
-    ForkLoop(up, budget_bytes=budget).run()
+    ForkLoop(up, budget_bytes=budget, root=True).run()
     return 0
 
 
