@@ -29,6 +29,13 @@ from rich.console import Console
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / "bench"
 IRIS = ROOT / "examples" / "iris" / "iris.onnx"
+# The MiniLM example's model folder (model.onnx + tokenizer.json + model.py), served by the
+# Python runtime; examples/minilm/build.py makes it.
+MINILM = ROOT / "examples" / "minilm" / "build" / "minilm"
+MINILM_TEXT = "a cat on a mat"
+MINILM_BODY = json.dumps(
+    {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": [MINILM_TEXT]}]}
+).encode()
 # One iris flower (setosa), as a KServe V2 JSON request.
 IRIS_INPUT = [5.1, 3.5, 1.4, 0.2]
 BODY = json.dumps(
@@ -39,7 +46,9 @@ STARTED_RE = re.compile(
     r"started (?P<id>\S+) in (?P<total>[\d.]+) ms"
     r" \(fetch (?P<fetch>[\d.]+), load (?P<load>[\d.]+), (?P<path>[\w-]+)\)"
 )
-PACKAGES = ("zeroserve", "onnxruntime", "uvicorn", "starlette", "httpx", "numpy", "uvloop")
+PACKAGES = (
+    "zeroserve", "onnxruntime", "tokenizers", "uvicorn", "starlette", "httpx", "numpy", "uvloop"
+)  # fmt: skip
 
 console = Console()
 
@@ -144,6 +153,17 @@ def ensure_model() -> None:
         console.print("[dim]building examples/iris/iris.onnx[/dim]")
         build = ROOT / "examples" / "iris" / "build.py"
         subprocess.run([sys.executable, str(build)], check=True, capture_output=True)
+
+
+def ensure_minilm() -> None:
+    if not all((MINILM / f).is_file() for f in ("model.onnx", "tokenizer.json", "model.py")):
+        console.print("[dim]building examples/minilm/build/minilm (needs the examples extra)[/dim]")
+        build = ROOT / "examples" / "minilm" / "build.py"
+        done = subprocess.run(
+            [sys.executable, str(build)], capture_output=True, text=True, check=False
+        )
+        if done.returncode != 0:
+            raise BenchError(f"{build.relative_to(ROOT)} failed:\n{done.stderr[-2000:]}")
 
 
 def phase(title: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -275,6 +295,15 @@ def descendants(root_pid: int) -> list[tuple[int, str]]:
             out.append((pid, comm))
             todo.append(pid)
     return out
+
+
+def parent_comm(pid: int) -> str:
+    """/proc/PPID/comm of pid's parent ("" once either is gone)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        return Path(f"/proc/{ppid}/comm").read_text().strip()
+    return ""
 
 
 def _tree_stats() -> dict[int, tuple[int, str, list[str]]]:

@@ -1,42 +1,53 @@
-"""Cold start by start path, iris ONNX: a new interpreter (spawn), the fork server (fork), and
-a version snapshot (snapshot), measured end to end in one run.
+"""Cold start by start path, for iris ONNX and MiniLM: a new interpreter (spawn), the fork
+server (fork), and a version snapshot (snapshot), measured end to end in one run.
 
-    .venv/bin/python bench/coldstart.py [--trials N] [--out bench/results/coldstart.json]
+    .venv/bin/python bench/coldstart.py [--models iris,minilm] [--trials N]
+        [--out bench/results/coldstart.json]
+
+Models (`--models`, both by default):
+  iris    examples/iris/iris.onnx, the onnx runtime; one flower in, label + probabilities out.
+  minilm  examples/minilm/build/minilm/, a model folder (model.onnx + tokenizer.json +
+          model.py) served by the Python runtime; `text` BYTES [1] in, `embedding` FP32
+          [1, 384] out. Built by examples/minilm/build.py if missing.
 
 A trial is "the model is at zero instances -> the first request is answered", timed by the
 client from sending the request until the whole response has been read. The command starts
 `zeroserve up --log-level info` twice, on free 127.0.0.1 ports with temporary state dirs:
 
-1. with ZEROSERVE_INSTANCE_START=spawn: every instance is a fresh interpreter ("spawn"); the
-   model `iris` is deployed plainly.
-2. with the default start (the fork server): `iris` is deployed plainly ("fork") and
-   `iris-snap` with `--snapshot` ("snapshot"); trials alternate between the two.
+1. with ZEROSERVE_INSTANCE_START=spawn: every instance is a fresh interpreter ("spawn"); each
+   model is deployed plainly as NAME.
+2. with the default start (the fork server; onnx and python instances fork from its
+   onnxruntime child, zs-forkserv-ort): each model is deployed plainly as NAME ("fork") and
+   with `--snapshot` as NAME-snap ("snapshot"); trials alternate between the two (ABBA).
 
-Both deployments use a short `--idle-timeout` (0.5 s), so the model goes back to zero after
-each answer. Before each trial the command waits until GET /api/models/NAME shows instances,
-starting and stopping all 0 for every model of that server, and no instance process is left
-below the gateway, then waits `--settle` more. `--warmup` untimed trials per model come first
-(the first start after a deploy also pays for page-cache misses and, for a snapshot, for
-making the template).
+On each server the models are measured one after the other. Every deployment uses a short
+`--idle-timeout` (0.5 s), so the model goes back to zero after each answer. Before each trial
+the command waits until GET /api/models/NAME shows instances, starting and stopping all 0 for
+every model of that server, and no instance process is left below the gateway, then waits
+`--settle` more. `--warmup` untimed trials per model and path come first (the first start
+after a deploy also pays for page-cache misses). Snapshot templates load in the background
+after a deploy: the command waits until GET /api/models/NAME-snap reports snapshot_bytes.
 
-Each trial is checked: 200, `x-zeroserve-cold-start: true`, the same label (and probabilities
-within 1e-5) as onnxruntime in this process predicts for the fixed input, exactly one start
-counted in `zeroserve_cold_start_seconds` with the expected path label, and one matching
-`started <id> in X ms (fetch F, load L, <path>)` log line. A trial that fails a check counts as
-a failure and is left out of the figures.
+Each trial is checked: 200, `x-zeroserve-cold-start: true`, the right answer (iris: the label,
+and probabilities within 1e-5 of onnxruntime in this process; MiniLM: FP32 [1, 384], L2 norm 1
+within 1e-4, and within 1e-4 per element of the model's own model.py run in this process),
+exactly one start counted in `zeroserve_cold_start_seconds` with the expected path label, and
+one matching `started <id> in X ms (fetch F, load L, <path>)` log line. A trial that fails a
+check counts as a failure and is left out of the figures.
 
 Breakdown per trial (platform figures from /metrics deltas, fetch and load from the log line):
   start            `zeroserve_cold_start_seconds` delta (the instance start, gateway side)
   fork + imports   start - fetch - load (spawn: interpreter start and imports; fork: fork and
                    what the child does before loading; snapshot: all of it)
-  fetch, load      the log line (whole milliseconds; load includes importing the runtime)
+  fetch, load      the log line (whole milliseconds; load includes importing the runtime
+                   where it is not imported yet, and for MiniLM importing model.py)
   predict + IPC    `zeroserve_request_duration_seconds` delta - start: routing, queueing,
                    dispatch over the instance socket, the first predict, encoding
   HTTP + client    end to end - gateway request duration
 
-The machine may be shared: for each server the command records how many cores other
-processes kept busy meanwhile (from /proc; warned about above 0.1), and `--quiet-wait S` waits
-up to S seconds before each server for the machine to go quiet.
+The machine may be shared: for each server and model the command records how many cores
+other processes kept busy meanwhile (from /proc; warned about above 0.1), and
+`--quiet-wait S` waits up to S seconds before each server for the machine to go quiet.
 
 Prints tables, writes JSON (machine, git, settings, every trial, summaries) and the same tables
 as Markdown next to it (`.md`). Exits 0, 1 if the run could not be made, 2 if a trial failed.
@@ -46,6 +57,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib.util
 import json
 import math
 import os
@@ -53,10 +65,10 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from _common import (
@@ -65,6 +77,9 @@ from _common import (
     HEADERS,
     IRIS,
     IRIS_INPUT,
+    MINILM,
+    MINILM_BODY,
+    MINILM_TEXT,
     ROOT,
     BenchError,
     CpuMeter,
@@ -73,6 +88,7 @@ from _common import (
     console,
     deploy,
     descendants,
+    ensure_minilm,
     ensure_model,
     explained,
     git_info,
@@ -80,6 +96,7 @@ from _common import (
     is_at_zero,
     machine_info,
     model_status,
+    parent_comm,
     phase,
     summarize,
     utc_now,
@@ -89,17 +106,14 @@ from rich.console import Console
 from rich.table import Table
 
 PATHS = ("spawn", "fork", "snapshot")
-PLAIN, SNAP = "iris", "iris-snap"
-MODEL_OF = {"spawn": PLAIN, "fork": PLAIN, "snapshot": SNAP}
-# docs/DESIGN.md: iris ONNX cold start from zero, first request end to end, p95.
-TARGET_P95_MS = {"fork": 50.0, "snapshot": 15.0}
 REQUEST_SECONDS = "zeroserve_request_duration_seconds"
 COLD_START_SECONDS = "zeroserve_cold_start_seconds"
 PROBABILITY_TOLERANCE = 1e-5
+EMBEDDING_TOLERANCE = 1e-4  # on the L2 norm, and per element against this process's answer
 # Cores kept busy by processes outside the benchmark above which a run is called disturbed.
 OTHER_CORES_WARNING = 0.1
 # Long-lived processes of the platform; anything else below the gateway is an instance.
-INFRA_COMMS = ("zs-forkserver", "zs-template")
+INFRA_COMMS = ("zs-forkserver", "zs-forkserv-ort", "zs-template")
 
 # (field, label) of the breakdown, in the order of the tables.
 PIECES = (
@@ -114,24 +128,112 @@ PIECES = (
 )
 
 
-# -- what the answer must be -----------------------------------------------------------------
+# -- the models and what their answers must be -----------------------------------------------
+
+
+class Expected(Protocol):
+    def check(self, outputs: dict[str, dict[str, Any]]) -> list[str]:
+        """What is wrong with a V2 answer's outputs, by name (nothing: [])."""
+        ...
 
 
 @dataclass(frozen=True)
-class Expected:
+class IrisExpected:
     label: int
     probabilities: tuple[float, ...]
 
+    def check(self, outputs: dict[str, dict[str, Any]]) -> list[str]:
+        label, probabilities = int(outputs["label"]["data"][0]), outputs["probabilities"]["data"]
+        wrong = []
+        if label != self.label:
+            wrong.append(f"label {label}, expected {self.label}")
+        if len(probabilities) != len(self.probabilities) or any(
+            abs(float(a) - b) > PROBABILITY_TOLERANCE
+            for a, b in zip(probabilities, self.probabilities, strict=False)
+        ):
+            wrong.append(f"probabilities {probabilities}, expected {list(self.probabilities)}")
+        return wrong
 
-def reference_prediction() -> Expected:
+
+@dataclass(frozen=True)
+class EmbeddingExpected:
+    embedding: tuple[float, ...]  # what model.py computes in this process
+
+    def check(self, outputs: dict[str, dict[str, Any]]) -> list[str]:
+        out = outputs["embedding"]
+        wrong = []
+        if out.get("datatype") != "FP32" or list(out.get("shape", [])) != [1, 384]:
+            wrong.append(f"embedding {out.get('datatype')} {out.get('shape')}, not FP32 [1, 384]")
+        data = [float(x) for x in out["data"]]
+        norm = math.sqrt(sum(x * x for x in data))
+        if abs(norm - 1.0) > EMBEDDING_TOLERANCE:
+            wrong.append(f"embedding L2 norm {norm:.6f}, not 1")
+        if len(data) != len(self.embedding):
+            wrong.append(f"embedding has {len(data)} values, expected {len(self.embedding)}")
+        else:
+            diff = max(abs(a - b) for a, b in zip(data, self.embedding, strict=True))
+            if diff > EMBEDDING_TOLERANCE:
+                wrong.append(f"embedding differs from this process's by up to {diff:.2e}")
+        return wrong
+
+
+def iris_reference() -> IrisExpected:
     """What a freshly loaded iris.onnx predicts for the fixed input, in this process."""
     import numpy as np
     import onnxruntime as ort
 
+    ensure_model()
     session = ort.InferenceSession(str(IRIS), providers=["CPUExecutionProvider"])
     feed = {"X": np.asarray([IRIS_INPUT], dtype=np.float32)}
     label, probabilities = session.run(["label", "probabilities"], feed)
-    return Expected(int(label[0]), tuple(float(p) for p in probabilities[0]))
+    return IrisExpected(int(label[0]), tuple(float(p) for p in probabilities[0]))
+
+
+def minilm_reference() -> EmbeddingExpected:
+    """The MiniLM folder's own model.py, loaded and run on the fixed text in this process."""
+    import numpy as np
+
+    ensure_minilm()
+    spec = importlib.util.spec_from_file_location("_bench_minilm_model", MINILM / "model.py")
+    if spec is None or spec.loader is None:
+        raise BenchError(f"cannot import {MINILM / 'model.py'}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = module.MiniLM()
+    model.load(str(MINILM))
+    out = model.predict({"text": np.asarray([MINILM_TEXT.encode()], dtype=object)})
+    return EmbeddingExpected(tuple(float(x) for x in out["embedding"][0]))
+
+
+@dataclass(frozen=True)
+class BenchModel:
+    key: str  # also the plain deployment's name; the snapshot one is KEY-snap
+    title: str
+    artifact: Path
+    body: bytes
+    input: Any
+    targets_p95_ms: dict[str, float]  # docs/DESIGN.md and the task: first request, p95
+
+    def name(self, path: str) -> str:
+        return f"{self.key}-snap" if path == "snapshot" else self.key
+
+
+MODELS = {
+    "iris": BenchModel(
+        "iris", "iris ONNX", IRIS, BODY, IRIS_INPUT, {"fork": 50.0, "snapshot": 15.0}
+    ),
+    "minilm": BenchModel(
+        "minilm", "MiniLM (Python runtime, model folder)", MINILM, MINILM_BODY, MINILM_TEXT,
+        {"fork": 1000.0, "snapshot": 100.0},
+    ),
+}  # fmt: skip
+REFERENCES: dict[str, Callable[[], Expected]] = {"iris": iris_reference, "minilm": minilm_reference}
+
+
+def artifact_bytes(path: Path) -> int:
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return path.stat().st_size
 
 
 def check_answer(r: httpx.Response, expected: Expected) -> list[str]:
@@ -142,17 +244,10 @@ def check_answer(r: httpx.Response, expected: Expected) -> list[str]:
     if r.headers.get("x-zeroserve-cold-start") != "true":
         wrong.append(f"x-zeroserve-cold-start: {r.headers.get('x-zeroserve-cold-start')!r}")
     try:
-        outputs = {o["name"]: o["data"] for o in r.json()["outputs"]}
-        label, probabilities = int(outputs["label"][0]), outputs["probabilities"]
+        outputs = {o["name"]: o for o in r.json()["outputs"]}
+        wrong += expected.check(outputs)
     except (ValueError, KeyError, TypeError, IndexError) as exc:
         return [*wrong, f"unreadable answer ({exc!r}): {r.text[:200]}"]
-    if label != expected.label:
-        wrong.append(f"label {label}, expected {expected.label}")
-    if len(probabilities) != len(expected.probabilities) or any(
-        abs(float(a) - b) > PROBABILITY_TOLERANCE
-        for a, b in zip(probabilities, expected.probabilities, strict=False)
-    ):
-        wrong.append(f"probabilities {probabilities}, expected {list(expected.probabilities)}")
     return wrong
 
 
@@ -161,8 +256,9 @@ def check_answer(r: httpx.Response, expected: Expected) -> list[str]:
 
 @dataclass
 class Trial:
+    model_key: str  # iris, minilm
     path: str  # the start path this trial is meant to take
-    model: str
+    model: str  # the deployment's name
     index: int  # among this path's trials (warm-ups count separately)
     warmup: bool
     ok: bool = False
@@ -172,6 +268,7 @@ class Trial:
     observed_path: str = ""  # the path label of the start counted in /metrics
     instance_id: str = ""
     instance_comms: list[str] = field(default_factory=list)  # /proc/PID/comm after the answer
+    instance_parents: list[str] = field(default_factory=list)  # their parents' comm
     to_zero_s: float | None = None  # previous answer -> this model and the others at zero
     procs_lag_s: float = 0.0  # API said zero -> no instance process left below the gateway
     loadavg1: float = 0.0
@@ -192,8 +289,8 @@ class Runner:
 
     client: httpx.Client
     server: Served
-    models: Sequence[str]
-    expected: Expected
+    models: Sequence[str]  # every deployment on this server
+    expected: dict[str, Expected]  # by model key
     settle_s: float
     zero_timeout_s: float
     log: LogTail = field(init=False)
@@ -203,8 +300,14 @@ class Runner:
         self.log = LogTail(self.server.stderr_path)
         self.log.skip_to_end()
 
+    def instances(self) -> list[tuple[int, str]]:
+        return sorted(
+            ((pid, c) for pid, c in descendants(self.server.proc.pid) if c not in INFRA_COMMS),
+            key=lambda pc: pc[1],
+        )
+
     def instance_comms(self) -> list[str]:
-        return sorted(c for _, c in descendants(self.server.proc.pid) if c not in INFRA_COMMS)
+        return [c for _, c in self.instances()]
 
     def wait_quiet(self) -> tuple[float, float]:
         """Wait until every model is at zero and no instance process is left; returns the
@@ -231,9 +334,9 @@ class Runner:
         r.raise_for_status()
         return r.text
 
-    def trial(self, path: str, index: int, *, warmup: bool) -> Trial:
-        model = MODEL_OF[path]
-        t = Trial(path=path, model=model, index=index, warmup=warmup)
+    def trial(self, bm: BenchModel, path: str, index: int, *, warmup: bool) -> Trial:
+        model = bm.name(path)
+        t = Trial(model_key=bm.key, path=path, model=model, index=index, warmup=warmup)
         _, t.procs_lag_s = self.wait_quiet()
         if self.last_answer is not None:
             t.to_zero_s = time.perf_counter() - self.last_answer - t.procs_lag_s
@@ -244,16 +347,18 @@ class Runner:
         url = f"{self.server.base_url}/v2/models/{model}/infer"
         t0 = time.perf_counter()
         try:
-            r = self.client.post(url, content=BODY, headers=HEADERS)
+            r = self.client.post(url, content=bm.body, headers=HEADERS)
         except httpx.HTTPError as exc:
             self.last_answer = time.perf_counter()
             t.failures.append(f"request failed: {exc!r}")
             return t
         self.last_answer = time.perf_counter()
         t.e2e_ms = (self.last_answer - t0) * 1e3
-        t.instance_comms = self.instance_comms()
+        live = self.instances()
+        t.instance_comms = [c for _, c in live]
+        t.instance_parents = [parent_comm(pid) for pid, _ in live]
         t.status, t.cold_header = r.status_code, r.headers.get("x-zeroserve-cold-start", "")
-        t.failures.extend(check_answer(r, self.expected))
+        t.failures.extend(check_answer(r, self.expected[bm.key]))
         self._account(t, before, self.metrics())
         t.ok = not t.failures
         return t
@@ -303,19 +408,21 @@ def _starts_counted(before: str, after: str, model: str) -> dict[str, tuple[floa
 # -- one server ------------------------------------------------------------------------------
 
 
-def wait_for_template(client: httpx.Client, server: Served, timeout_s: float) -> float | None:
-    """Seconds until GET /api/models/iris-snap reports its snapshot's bytes (None: this
-    platform does not report them, or none appeared in time; the trials then show which
-    path was taken)."""
+def wait_for_template(
+    client: httpx.Client, server: Served, name: str, timeout_s: float
+) -> float | None:  # fmt: skip
+    """Seconds until GET /api/models/NAME reports its snapshot's bytes (None: this platform
+    does not report them, or none appeared in time; the trials then show which path was
+    taken)."""
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < timeout_s:
-        versions = model_status(client, server.base_url, SNAP).get("versions", [])
+        versions = model_status(client, server.base_url, name).get("versions", [])
         if not versions or "snapshot_bytes" not in versions[-1]:
             return None
         if versions[-1]["snapshot_bytes"]:
             return time.perf_counter() - t0
         time.sleep(0.05)
-    console.print(f"  [yellow]no snapshot template reported after {timeout_s:g} s[/yellow]")
+    console.print(f"  [yellow]{name}: no snapshot template after {timeout_s:g} s[/yellow]")
     return None
 
 
@@ -337,10 +444,12 @@ def wait_for_quiet_machine(max_wait_s: float) -> None:
 def _print_trial(t: Trial, of: int) -> None:
     what = "warm-up" if t.warmup else f"{t.index + 1:>3}/{of}"
     if t.e2e_ms is None:
-        console.print(f"  {t.path:>8} {what}: [red]{t.failures}[/red]", soft_wrap=True)
+        console.print(
+            f"  {t.model_key} {t.path:>8} {what}: [red]{t.failures}[/red]", soft_wrap=True
+        )
         return
     line = (
-        f"  {t.path:>8} {what}: {t.e2e_ms:6.1f} ms, start {t.start_ms or 0:5.1f}"
+        f"  {t.model_key} {t.path:>8} {what}: {t.e2e_ms:6.1f} ms, start {t.start_ms or 0:5.1f}"
         f" (fetch {t.fetch_ms or 0:.0f}, load {t.load_ms or 0:.0f}, {t.observed_path or '?'}),"
         f" predict+IPC {t.predict_and_ipc_ms or 0:4.1f}, HTTP {t.http_and_client_ms or 0:4.1f}"
     )
@@ -348,11 +457,20 @@ def _print_trial(t: Trial, of: int) -> None:
     console.print(line + failures, highlight=False, soft_wrap=True)
 
 
+def _other_load_warning(cpu: dict[str, float], what: str) -> None:
+    if cpu["other_cores"] > OTHER_CORES_WARNING:
+        console.print(
+            f"  [yellow]{what}: other work kept {cpu['other_cores']:.2f} cores busy meanwhile:"
+            " these figures are inflated[/yellow]"
+        )
+
+
 def run_server(
-    client: httpx.Client, work: Path, paths: Sequence[str], expected: Expected,
-    args: argparse.Namespace,
+    client: httpx.Client, work: Path, paths: Sequence[str], models: Sequence[BenchModel],
+    expected: dict[str, Expected], args: argparse.Namespace,
 ) -> dict[str, Any]:  # fmt: skip
-    """One `zeroserve up` serving `paths` (["spawn"], or some of ["fork", "snapshot"])."""
+    """One `zeroserve up` serving `paths` (["spawn"], or some of ["fork", "snapshot"]) of
+    every model; the models are measured one after the other."""
     spawn = list(paths) == ["spawn"]
     name = "zeroserve-spawn" if spawn else "zeroserve-fork"
     env = {"ZEROSERVE_INSTANCE_START": "spawn"} if spawn else None
@@ -361,44 +479,55 @@ def run_server(
         wait_for_quiet_machine(args.quiet_wait)
     started = utc_now()
     with zeroserve_up(work, name=name, env=env, unset_env=unset) as zs, explained(zs):
-        for p in paths:
-            deploy(zs, MODEL_OF[p], args.idle_timeout, snapshot=p == "snapshot")
-        template_s = wait_for_template(client, zs, 120.0) if "snapshot" in paths else None
+        names = list(dict.fromkeys(bm.name(p) for bm in models for p in paths))
+        deploy_s = {}
+        for bm in models:
+            for p in paths:
+                if bm.name(p) in deploy_s:
+                    continue
+                t0 = time.perf_counter()
+                deploy(zs, bm.name(p), args.idle_timeout, snapshot=p == "snapshot",
+                       artifact=bm.artifact)  # fmt: skip
+                deploy_s[bm.name(p)] = time.perf_counter() - t0
+        template_s = {
+            bm.name("snapshot"): wait_for_template(client, zs, bm.name("snapshot"), 300.0)
+            for bm in models
+            if "snapshot" in paths
+        }
         processes = sorted(c for _, c in descendants(zs.proc.pid))
         meter = CpuMeter(zs.proc.pid)
-        runner = Runner(
-            client, zs, [MODEL_OF[p] for p in paths], expected, args.settle, args.zero_timeout
-        )
-        warmups = []
-        for i in range(args.warmup):
-            for p in paths:
-                warmups.append(runner.trial(p, i, warmup=True))
-                _print_trial(warmups[-1], args.warmup)
-        trials = []
-        for i in range(args.trials):
-            # ABBA order, so neither path always runs right after the other.
-            for p in paths if i % 2 == 0 else list(reversed(paths)):
-                trials.append(runner.trial(p, i, warmup=False))
-                _print_trial(trials[-1], args.trials)
-        runner.wait_quiet()
+        runner = Runner(client, zs, names, expected, args.settle, args.zero_timeout)
+        warmups, trials, cpu_by_model = [], [], {}
+        for bm in models:
+            model_meter = CpuMeter(zs.proc.pid)
+            for i in range(args.warmup):
+                for p in paths:
+                    warmups.append(runner.trial(bm, p, i, warmup=True))
+                    _print_trial(warmups[-1], args.warmup)
+            for i in range(args.trials):
+                # ABBA order, so neither path always runs right after the other.
+                for p in paths if i % 2 == 0 else list(reversed(paths)):
+                    trials.append(runner.trial(bm, p, i, warmup=False))
+                    _print_trial(trials[-1], args.trials)
+            runner.wait_quiet()
+            cpu_by_model[bm.key] = model_meter.stop()
+            _other_load_warning(cpu_by_model[bm.key], bm.key)
         cpu = meter.stop()
-        if cpu["other_cores"] > OTHER_CORES_WARNING:
-            console.print(
-                f"  [yellow]other work kept {cpu['other_cores']:.2f} cores busy meanwhile:"
-                " these figures are inflated[/yellow]"
-            )
         final = runner.metrics()
         cold_metrics = {
-            p: histogram_totals(final, COLD_START_SECONDS, MODEL_OF[p], path=p) for p in paths
+            n: {p: histogram_totals(final, COLD_START_SECONDS, n, path=p) for p in PATHS}
+            for n in names
         }
     return {
         "server": name,
         "started": started,
         "env": env or {},
         "paths": list(paths),
-        "models": {p: MODEL_OF[p] for p in paths},
+        "models": {bm.key: {p: bm.name(p) for p in paths} for bm in models},
+        "deploy_s": deploy_s,
         "template_ready_s": template_s,
         "cpu": cpu,
+        "cpu_by_model": cpu_by_model,
         "processes_at_start": processes,
         "cold_start_seconds_at_end": cold_metrics,
         "loadavg_at_end": list(os.getloadavg()),
@@ -423,25 +552,27 @@ def summarize_path(trials: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "failure_reasons": dict(reasons),
         "not_cold": sum(1 for t in trials if t["cold_header"] != "true"),
         "instance_comms": dict(Counter(c for t in trials for c in t["instance_comms"])),
+        "instance_parents": dict(Counter(c for t in trials for c in t["instance_parents"])),
         "to_zero_s": summarize([t["to_zero_s"] for t in trials if t["to_zero_s"]], (50, 95)),
         "procs_lag_s": summarize([t["procs_lag_s"] for t in trials], (50, 95)),
         "pieces": {f: summarize([t[f] for t in ok], (50, 95)) for f, _ in PIECES},
     }
 
 
-def compare(summaries: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Each path against the spawn path of the same run, and against its target."""
+def compare(bm: BenchModel, summaries: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each path of one model against that model's spawn path in the same run, and against
+    its target."""
     out: dict[str, dict[str, Any]] = {}
     base = summaries.get("spawn", {}).get("pieces", {}).get("e2e_ms")
     for p, s in summaries.items():
         e2e = s["pieces"]["e2e_ms"]
         row: dict[str, Any] = {"p50_ms": e2e["p50"], "p95_ms": e2e["p95"], "max_ms": e2e["max"]}
-        if base:
+        if base and base["n"]:
             row["p50_vs_spawn"] = e2e["p50"] / base["p50"]
             row["p95_vs_spawn"] = e2e["p95"] / base["p95"]
-        if p in TARGET_P95_MS:
-            row["target_p95_ms"] = TARGET_P95_MS[p]
-            row["target_met"] = bool(e2e["p95"] <= TARGET_P95_MS[p]) and s["failed"] == 0
+        if p in bm.targets_p95_ms:
+            row["target_p95_ms"] = bm.targets_p95_ms[p]
+            row["target_met"] = bool(e2e["p95"] <= bm.targets_p95_ms[p]) and s["failed"] == 0
         out[p] = row
     return out
 
@@ -466,30 +597,31 @@ def _target(row: dict[str, Any]) -> str:
 
 
 def headline_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    head = ["path", "ok/fail", "p50", "p95", "max", "mean", "p50÷spawn", "p95÷spawn",
+    head = ["model", "path", "ok/fail", "p50", "p95", "max", "mean", "p50÷spawn", "p95÷spawn",
             "p95 target"]  # fmt: skip
     rows = []
-    for p, row in result["comparison"].items():
-        s = result["summary"][p]
-        e2e = s["pieces"]["e2e_ms"]
-        rows.append(
-            [
-                p, f"{s['ok']}/{s['failed']}", _ms(e2e["p50"]), _ms(e2e["p95"]), _ms(e2e["max"]),
-                _ms(e2e["mean"]), _ratio(row, "p50_vs_spawn"), _ratio(row, "p95_vs_spawn"),
-                _target(row),
-            ]
-        )  # fmt: skip
+    for key, by_path in result["comparison"].items():
+        for p, row in by_path.items():
+            s = result["summary"][key][p]
+            e2e = s["pieces"]["e2e_ms"]
+            rows.append(
+                [
+                    key, p, f"{s['ok']}/{s['failed']}", _ms(e2e["p50"]), _ms(e2e["p95"]),
+                    _ms(e2e["max"]), _ms(e2e["mean"]), _ratio(row, "p50_vs_spawn"),
+                    _ratio(row, "p95_vs_spawn"), _target(row),
+                ]
+            )  # fmt: skip
     return head, rows
 
 
-def breakdown_rows(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    paths = list(result["summary"])
-    head = ["p50 / p95", *paths]
+def breakdown_rows(result: dict[str, Any], key: str) -> tuple[list[str], list[list[str]]]:
+    summary = result["summary"][key]
+    head = ["p50 / p95", *summary]
     rows = []
-    for key, label in PIECES:
+    for piece, label in PIECES:
         cells = []
-        for p in paths:
-            s = result["summary"][p]["pieces"][key]
+        for p in summary:
+            s = summary[p]["pieces"][piece]
             cells.append(f"{_ms(s['p50'])} / {_ms(s['p95'])}")
         rows.append([label, *cells])
     return head, rows
@@ -511,11 +643,14 @@ def markdown_table(head: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def _titles(result: dict[str, Any]) -> tuple[str, str]:
+def _titles(result: dict[str, Any]) -> tuple[str, dict[str, str]]:
     n = result["settings"]["trials"]
     return (
-        f"iris ONNX cold start, model at zero -> first answer, {n} trials per path (ms)",
-        "where the time goes (ms; p50 / p95 of each piece on its own)",
+        f"cold start, model at zero -> first answer, {n} trials per model and path (ms)",
+        {
+            key: f"{MODELS[key].title}: where the time goes (ms; p50 / p95 of each piece)"
+            for key in result["summary"]
+        },
     )
 
 
@@ -529,22 +664,28 @@ def report(result: dict[str, Any]) -> str:
     )
     t1, t2 = _titles(result)
     # Into a file or pipe rich would squeeze the tables into 80 columns.
-    out = console if console.is_terminal else Console(width=110)
+    out = console if console.is_terminal else Console(width=120)
     out.print(rich_table(t1, *headline_rows(result)))
-    out.print(rich_table(t2, *breakdown_rows(result)))
+    markdown = [t1, markdown_table(*headline_rows(result))]
+    for key, title in t2.items():
+        out.print(rich_table(title, *breakdown_rows(result, key)))
+        markdown += [title, markdown_table(*breakdown_rows(result, key))]
     for server in result["servers"]:
         c = server["cpu"]
+        by_model = ", ".join(
+            f"{k} {v['other_cores']:.2f}" for k, v in server["cpu_by_model"].items()
+        )
         console.print(
             f"{server['server']}: {c['wall_s']:.0f} s, this benchmark {c['ours_cores']:.2f} cores,"
-            f" other work {c['other_cores']:.2f} cores, stolen {c['steal_cores']:.2f}",
+            f" other work {c['other_cores']:.2f} cores ({by_model}), stolen"
+            f" {c['steal_cores']:.2f}",
             highlight=False,
         )
-    for p, s in result["summary"].items():
-        if s["failed"]:
-            console.print(f"[red]{p}: {s['failed']} failed[/red] {s['failure_reasons']}")
-    return f"{t1}\n\n{markdown_table(*headline_rows(result))}\n\n{t2}\n\n" + markdown_table(
-        *breakdown_rows(result)
-    )
+    for key, by_path in result["summary"].items():
+        for p, s in by_path.items():
+            if s["failed"]:
+                console.print(f"[red]{key} {p}: {s['failed']} failed[/red] {s['failure_reasons']}")
+    return "\n\n".join(markdown)
 
 
 # -- main ------------------------------------------------------------------------------------
@@ -552,8 +693,11 @@ def report(result: dict[str, Any]) -> str:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--trials", type=int, default=20, help="timed trials per start path [20]")
-    p.add_argument("--warmup", type=int, default=2, help="untimed trials per path first [2]")
+    p.add_argument(
+        "--models", default=",".join(MODELS), help="comma-separated subset of iris,minilm"
+    )
+    p.add_argument("--trials", type=int, default=20, help="timed trials per model and path [20]")
+    p.add_argument("--warmup", type=int, default=2, help="untimed trials per model, path [2]")
     p.add_argument("--idle-timeout", type=float, default=0.5, help="deployments' idle s [0.5]")
     p.add_argument("--settle", type=float, default=0.2, help="sleep at zero before a trial [0.2]")
     p.add_argument(
@@ -567,24 +711,39 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=BENCH_DIR / "results" / "coldstart.json")
     args = p.parse_args(argv)
     args.paths = [x for x in PATHS if x in args.paths.split(",")]
-    if args.trials < 1 or args.warmup < 0 or not args.paths:
-        p.error("--trials must be >= 1, --warmup >= 0, --paths one or more of spawn,fork,snapshot")
+    unknown = set(args.models.split(",")) - set(MODELS)
+    args.models = [m for m in MODELS if m in args.models.split(",")]
+    if args.trials < 1 or args.warmup < 0 or not args.paths or not args.models or unknown:
+        p.error(
+            "--trials must be >= 1, --warmup >= 0, --paths one or more of spawn,fork,snapshot,"
+            " --models one or more of iris,minilm"
+        )
     return args
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    ensure_model()
-    expected = reference_prediction()
+    models = [MODELS[k] for k in args.models]
+    expected: dict[str, Expected] = {bm.key: REFERENCES[bm.key]() for bm in models}
     result: dict[str, Any] = {
         "benchmark": "coldstart",
         "created": utc_now(),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": machine_info(),
         "git": git_info(),
-        "model": {"path": str(IRIS.relative_to(ROOT)), "bytes": IRIS.stat().st_size},
-        "input": IRIS_INPUT,
-        "expected": asdict(expected),
+        "models": {
+            bm.key: {
+                "title": bm.title,
+                "path": str(bm.artifact.relative_to(ROOT)),
+                "bytes": artifact_bytes(bm.artifact),
+                "input": bm.input,
+                "expected": asdict(expected[bm.key]),  # type: ignore[call-overload]
+                "targets_p95_ms": bm.targets_p95_ms,
+            }
+            for bm in models
+        },
         "settings": {
+            "models": args.models,
+            "paths": args.paths,
             "trials": args.trials,
             "warmup": args.warmup,
             "idle_timeout_s": args.idle_timeout,
@@ -592,7 +751,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "quiet_wait_s": args.quiet_wait,
             "snapshot_memory_mb": "default (1024)",
         },
-        "targets_p95_ms": TARGET_P95_MS,
         "servers": [],
     }
     # One server with every instance spawned, one with the fork server (fork and snapshot).
@@ -603,12 +761,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         httpx.Client(timeout=120.0, trust_env=False) as client,  # no proxy for 127.0.0.1
     ):
         for group in groups:
-            run_one = functools.partial(run_server, client, Path(tmp), group, expected, args)
+            run_one = functools.partial(
+                run_server, client, Path(tmp), group, models, expected, args
+            )
             result["servers"].append(phase(f"zeroserve up: {', '.join(group)}", run_one))
-    by_path = {p: [t for s in result["servers"] for t in s["trials"] if t["path"] == p]
-               for p in args.paths}  # fmt: skip
-    result["summary"] = {p: summarize_path(ts) for p, ts in by_path.items()}
-    result["comparison"] = compare(result["summary"])
+    trials = [t for s in result["servers"] for t in s["trials"]]
+    result["summary"] = {
+        bm.key: {
+            p: summarize_path([t for t in trials if t["model_key"] == bm.key and t["path"] == p])
+            for p in args.paths
+        }
+        for bm in models
+    }
+    result["comparison"] = {bm.key: compare(bm, result["summary"][bm.key]) for bm in models}
     return result
 
 
@@ -637,7 +802,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.write_text(json.dumps(_no_nan(result), indent=2, allow_nan=False) + "\n")
     args.out.with_suffix(".md").write_text(markdown + "\n")
     console.print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
-    failed = sum(s["failed"] for s in result["summary"].values())
+    failed = sum(s["failed"] for by_path in result["summary"].values() for s in by_path.values())
     return 2 if failed else 0
 
 

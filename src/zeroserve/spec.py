@@ -107,6 +107,22 @@ class ScalingPolicy(_Frozen):
     # Invocations that may wait for an instance; past it new ones get 429 with Retry-After,
     # so memory stays bounded under overload.
     max_queue: int = Field(1024, ge=1, le=1_000_000)
+    # -- the windowed autoscaler (Knative's KPA; see scaling/autoscaler.py) --
+    # Share of `concurrency` each instance is sized for: 0.7 leaves headroom for bursts.
+    target_utilization: float = Field(0.7, gt=0, le=1)
+    # Demand is averaged over this window for steady scaling ...
+    stable_window_s: float = Field(60.0, ge=1, le=3600)
+    # ... and over this shorter one to react to spikes (panic mode).
+    panic_window_s: float = Field(6.0, ge=0.1, le=600)
+    # Panic when the short window wants this many times the ready instances; while panicking
+    # the pool only scales up (until a stable window has passed without a new panic).
+    panic_threshold: float = Field(2.0, gt=1, le=100)
+    # At most this many times the ready instances per decision (from zero: at least 1 step).
+    max_scale_up_rate: float = Field(1000.0, gt=1)
+    # At most ready / this many instances fewer per decision.
+    max_scale_down_rate: float = Field(2.0, gt=1)
+    # A lower recommendation must hold this long before it is acted on.
+    scale_down_delay_s: float = Field(0.0, ge=0, le=3600)
 
     @model_validator(mode="after")
     def _max_at_least_min(self) -> ScalingPolicy:
@@ -114,6 +130,11 @@ class ScalingPolicy(_Frozen):
             raise ValueError(
                 f"max_instances = {self.max_instances} must be >= min_instances"
                 f" = {self.min_instances}"
+            )
+        if self.panic_window_s > self.stable_window_s:
+            raise ValueError(
+                f"panic_window_s = {self.panic_window_s} must be <= stable_window_s"
+                f" = {self.stable_window_s}"
             )
         for w in self.warm:
             if w.min_instances > self.max_instances:

@@ -78,6 +78,18 @@ class Metrics:
             registry=r,
         )
 
+        self.desired_instances = Gauge(
+            "zeroserve_desired_instances",
+            "What the windowed autoscaler wants for the version now.",
+            ["model", "version"],
+            registry=r,
+        )
+        self.panic = Gauge(
+            "zeroserve_autoscaler_panic",
+            "1 while the version's autoscaler is in panic mode (scaling up only).",
+            ["model", "version"],
+            registry=r,
+        )
         self.batch_size = Histogram(
             "zeroserve_batch_size",
             "Requests per model call (dynamic batching; 1 when off).",
@@ -103,6 +115,13 @@ class Metrics:
 
     def forget(self, model: str, version: str) -> None:
         """Drop a removed version's gauges so /metrics stops reporting it."""
-        for gauge in (self.instances, self.queue_depth, self.in_flight):
+        gauges = (
+            self.instances,
+            self.queue_depth,
+            self.in_flight,
+            self.desired_instances,
+            self.panic,
+        )
+        for gauge in gauges:
             with contextlib.suppress(KeyError):
                 gauge.remove(model, version)

@@ -31,6 +31,7 @@ from zeroserve.instances import (
 )
 from zeroserve.metering import Metrics
 from zeroserve.routing.batcher import Waiting, take_batch
+from zeroserve.scaling.autoscaler import AutoscalerState, Sample, decide
 from zeroserve.scaling.decide import InstanceLoad, PoolLoad, instances_to_start, instances_to_stop
 from zeroserve.spec import VersionSpec
 from zeroserve.tensors import Tensors
@@ -195,6 +196,10 @@ class Pool:
         self._closed = False
         self._started = asyncio.Event()  # set whenever an instance comes up
         self._batch_timer: asyncio.TimerHandle | None = None
+        # The windowed autoscaler's inputs and memory (scaling/autoscaler.py).
+        self._samples: deque[Sample] = deque()
+        self._autoscaler = AutoscalerState()
+        self._desired = 0
         self._serial = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
         self._ticker = asyncio.get_running_loop().create_task(self._tick_loop())
@@ -295,7 +300,7 @@ class Pool:
         n = instances_to_start(
             load,
             self.version.scaling,
-            min_instances=self.min_instances,
+            min_instances=max(self.min_instances, self._desired),
             now=self._clock(),
             backoff_until=self._backoff_until,
         )
@@ -480,11 +485,12 @@ class Pool:
             self._fail(inv, QueueTimeout(
                 f"no instance became free within {self._queue_timeout_s:g} s"
             ))  # fmt: skip
+        self._autoscale(now)
         loads = [InstanceLoad(sid, s.in_flight, s.last_active) for sid, s in self._slots.items()]
         for sid in instances_to_stop(
             loads,
             self.version.scaling,
-            min_instances=self.min_instances,
+            min_instances=max(self.min_instances, self._desired),
             queued=len(self._queue),
             now=now,
         ):
@@ -492,11 +498,34 @@ class Pool:
             self._spawn(self._stop(slot, "idle"))
         self._pump()
 
+    def _autoscale(self, now: float) -> None:
+        """Sample demand and ask the windowed autoscaler for a size; the pool starts up to it
+        and stops idle instances only above it."""
+        policy = self.version.scaling
+        demand = len(self._queue) + sum(s.in_flight for s in self._slots.values())
+        self._samples.append(Sample(now, float(demand)))
+        while self._samples and self._samples[0].time < now - policy.stable_window_s:
+            self._samples.popleft()
+        decision = decide(
+            self._samples,
+            policy,
+            ready=len(self._slots),
+            min_instances=self.min_instances,
+            state=self._autoscaler,
+            now=now,
+        )
+        self._autoscaler = decision.state
+        self._desired = decision.desired
+        self._metrics.desired_instances.labels(*self._labels).set(decision.desired)
+        self._metrics.panic.labels(*self._labels).set(1 if decision.panicking else 0)
+
     async def _tick_loop(self) -> None:
         # Tick often enough to honour short idle timeouts (tests use 1 s) to within ~10 %.
         period = min(1.0, max(0.05, self.version.scaling.idle_timeout_s / 10))
         while True:
-            await asyncio.sleep(period)
+            # Decide faster while panicking: a spike is when seconds matter.
+            panicking = self._autoscaler.panic_until > self._clock()
+            await asyncio.sleep(min(period, 0.25) if panicking else period)
             try:
                 self._tick()
             except Exception:  # a bug here must not stop scaling for good
