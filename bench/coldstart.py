@@ -648,7 +648,7 @@ def _titles(result: dict[str, Any]) -> tuple[str, dict[str, str]]:
     return (
         f"cold start, model at zero -> first answer, {n} trials per model and path (ms)",
         {
-            key: f"{MODELS[key].title}: where the time goes (ms; p50 / p95 of each piece)"
+            key: f"{key}: where the time goes (ms; p50 / p95 of each piece on its own)"
             for key in result["summary"]
         },
     )
@@ -661,6 +661,7 @@ def report(result: dict[str, Any]) -> str:
         f" onnxruntime {m['packages']['onnxruntime']}, commit {result['git']['commit'][:7]}"
         f"{' (src modified)' if result['git']['src_dirty'] else ''}",
         highlight=False,
+        soft_wrap=True,
     )
     t1, t2 = _titles(result)
     # Into a file or pipe rich would squeeze the tables into 80 columns.
@@ -680,6 +681,7 @@ def report(result: dict[str, Any]) -> str:
             f" other work {c['other_cores']:.2f} cores ({by_model}), stolen"
             f" {c['steal_cores']:.2f}",
             highlight=False,
+            soft_wrap=True,
         )
     for key, by_path in result["summary"].items():
         for p, s in by_path.items():

@@ -138,3 +138,22 @@ def test_restart_keeps_deployments(server_factory: Any, iris_models: dict[str, P
         assert _labels(c.post("/v2/models/iris/infer", json=_v2(X[[50]]))) == [1]
         r = c.post("/v1/models/iris-sk:predict", json={"instances": X[[100]].tolist()})
         assert r.json()["predictions"][0]["label"] == 2
+
+
+def test_a_burst_scales_out_and_back_to_zero(server: Any) -> None:
+    slow = Path(__file__).parent / "models" / "slow.py"  # load 1.5 s; predict sleeps delay_s
+    server.deploy("slow", slow, "--concurrency", "1", "--max-instances", "4",
+                  "--idle-timeout", "1", "--snapshot")  # fmt: skip
+    wait_for(lambda: server.status("slow")["versions"][0]["snapshot_bytes"], timeout_s=30)
+    body = {"inputs": [{"name": "delay_s", "datatype": "FP64", "shape": [1], "data": [0.3]}]}
+    peak = 0
+    with server.client() as c, ThreadPoolExecutor(max_workers=12) as pool:
+        futures = [pool.submit(c.post, "/v2/models/slow/infer", json=body) for _ in range(24)]
+        while not all(f.done() for f in futures):
+            peak = max(peak, server.status("slow")["instances"])
+            time.sleep(0.05)
+        assert all(f.result().status_code == 200 for f in futures)
+    assert 2 <= peak <= 4
+    finished = time.monotonic()
+    wait_for(lambda: server.status("slow")["instances"] == 0, timeout_s=10)
+    assert time.monotonic() - finished <= 1 + 2 + 1  # idle timeout + 2 s (+ polling slack)
