@@ -74,3 +74,11 @@ def test_scale_down_waits_for_the_delay() -> None:
     decisions = _run([20.0] * 10 + [5.0] * 40, delayed, ready=4)
     assert decisions[12].desired == 4  # the lower size has not held for 10 s yet
     assert decisions[-1].desired == 1
+
+
+def test_idle_ends_a_panic_and_scales_to_zero() -> None:
+    short = POLICY.model_copy(update={"idle_timeout_s": 2.0})
+    decisions = _run([5.0] * 10 + [80.0] * 3 + [0.0] * 5, short, ready=1)
+    assert decisions[12].panicking
+    assert decisions[-1].desired == 0
+    assert not decisions[-1].panicking

@@ -87,7 +87,9 @@ def decide(
     size = max(n for _, n in recent)
 
     last_busy = max((s.time for s in samples if s.concurrency > 0), default=-math.inf)
-    if now - last_busy >= policy.idle_timeout_s and not panicking:
-        size = 0  # no traffic for the idle timeout: scale to zero
+    if now - last_busy >= policy.idle_timeout_s:
+        # No traffic for the idle timeout: scale to zero, and whatever panic there was is over.
+        size, panicking = 0, False
+        state = AutoscalerState()
     desired = max(min_instances, min(size, policy.max_instances))
     return Decision(desired, panicking, state, stable, panic)
