@@ -326,6 +326,71 @@ def prewarm(
     )
 
 
+@app.command()
+def simulate(
+    trace: Annotated[Path, typer.Argument(help="CSV: arrival_s[,service_s] per request.")],
+    spec: Annotated[Path, typer.Option(help="Deployment spec YAML (scaling, memory_mb).")],
+    start_time: Annotated[float, typer.Option(help="Seconds an instance takes to start.")] = 0.05,
+    service_time: Annotated[
+        float, typer.Option(help="Seconds per request when the trace has none.")
+    ] = 0.005,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Predict cold starts, queueing, instances and cost of a scaling policy on a trace."""
+    from pydantic import ValidationError
+
+    from zeroserve.scaling.simulator import read_trace
+    from zeroserve.scaling.simulator import simulate as run_simulation
+    from zeroserve.spec import ScalingPolicy
+
+    doc = _load_spec_file(spec)
+    try:
+        policy = ScalingPolicy.model_validate(doc.get("scaling") or {})
+        arrivals = read_trace(trace)
+    except (ValidationError, ValueError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    memory_mb = int(doc.get("memory_mb") or 512)
+    with Progress(console=err, transient=True) as progress:
+        progress.add_task(f"simulating {len(arrivals)} requests", total=None)
+        report = run_simulation(
+            arrivals, policy, start_s=start_time, service_s=service_time, memory_mb=memory_mb
+        )
+    duration = max((a.time_s for a in arrivals), default=0.0) + policy.idle_timeout_s
+    always_on = report.peak_instances * duration * memory_mb / 1024
+    saving = 1 - report.gb_seconds / always_on if always_on else 0.0
+    summary = {
+        "requests": report.requests,
+        "cold_starts": report.cold_starts,
+        "peak_instances": report.peak_instances,
+        "queue_delay_ms": {f"p{q}": report.percentile(report.queue_delays_s, q) * 1e3
+                           for q in (50, 95, 99)},
+        "latency_ms": {f"p{q}": report.percentile(report.latencies_s, q) * 1e3
+                       for q in (50, 95, 99)},
+        "instance_seconds": report.instance_seconds,
+        "gb_seconds": report.gb_seconds,
+        "always_on_gb_seconds": always_on,
+        "saving_vs_always_on": saving,
+    }  # fmt: skip
+    if as_json:
+        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+        return
+    table = Table("what", "predicted", title=f"{trace.name} with {spec.name}")
+    table.add_row("requests", str(summary["requests"]))
+    table.add_row("cold starts", str(summary["cold_starts"]))
+    table.add_row("peak instances", str(summary["peak_instances"]))
+    for key in ("queue_delay_ms", "latency_ms"):
+        values = summary[key]
+        assert isinstance(values, dict)
+        table.add_row(key.replace("_", " "), " / ".join(f"{k} {v:.1f}" for k, v in values.items()))
+    table.add_row("instance-seconds", f"{report.instance_seconds:.0f}")
+    table.add_row("GB-seconds", f"{report.gb_seconds:.0f}")
+    table.add_row(
+        "vs always-on at peak",
+        f"{always_on:.0f} GB-s: {100 * saving:.0f} % fewer",
+    )
+    console.print(table)
+
+
 @app.command("rm")
 def remove(name: str, url: UrlOption = "") -> None:
     """Remove a model with all its versions and instances."""
