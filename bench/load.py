@@ -195,18 +195,23 @@ def run_wrk(
     raw = json.loads(line[len("WRKJSON ") :])
     secs = raw["duration_us"] / 1e6
     return {
-        "argv": argv[:-3] + [lua.name, url],
+        "argv": [*argv[:-3], lua.name, url],
         "connections": conns,
         "threads": threads,
         "requests": raw["requests"],
         "duration_s": secs,
         "rps": raw["requests"] / secs,
         "latency_ms": {
-            "p50": raw["p50"] / 1e3, "p75": raw["p75"] / 1e3, "p90": raw["p90"] / 1e3,
-            "p95": raw["p95"] / 1e3, "p99": raw["p99"] / 1e3, "p99.9": raw["p99.9"] / 1e3,
-            "min": raw["lat_min_us"] / 1e3, "max": raw["lat_max_us"] / 1e3,
+            "p50": raw["p50"] / 1e3,
+            "p75": raw["p75"] / 1e3,
+            "p90": raw["p90"] / 1e3,
+            "p95": raw["p95"] / 1e3,
+            "p99": raw["p99"] / 1e3,
+            "p99.9": raw["p99.9"] / 1e3,
+            "min": raw["lat_min_us"] / 1e3,
+            "max": raw["lat_max_us"] / 1e3,
             "mean": raw["lat_mean_us"] / 1e3,
-        },  # fmt: skip
+        },
         "errors": {k: raw[k] for k in ("connect", "read", "write", "timeout")},
         "non_2xx_3xx": raw["status"],
         "codes": raw.get("codes"),
@@ -486,7 +491,7 @@ def plot_burst(burst: dict[str, Any], path: Path, machine: str) -> None:
     ax1.step(t, [s["starting"] for s in samples], where="post", ls=":", label="starting")
     panic = [s["t"] for s in samples if s["panic"] > 0]
     if panic:
-        ax1.plot(panic, [0.1] * len(panic), "r|", ms=8, label="panic mode")
+        ax1.plot(panic, [-0.15] * len(panic), "r|", ms=6, label="panic mode")
     ax1.set_ylabel("instances")
     ax1.legend(loc="upper right", fontsize=8)
     pts = burst["probe"]["points"]
@@ -590,6 +595,7 @@ def machine_line(m: dict[str, Any], wrk: str) -> str:
 
 
 def report(result: dict[str, Any]) -> None:
+    console.width = max(console.width, 132)  # the tables are wide; a pipe gives 80
     console.print(f"\n[bold]machine[/bold]: {result['machine_line']}", highlight=False)
     console.print("[dim]wrk shares the 2 cores with the servers it measures.[/dim]")
     if "throughput" in result:
@@ -607,7 +613,9 @@ def verdict(result: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     tp = result.get("throughput")
     if tp:
-        row = next((r for r in tp["rows"] if r["target"] == "zs-batch" and r["concurrency"] == 32), None)  # noqa: E501
+        row = next(
+            (r for r in tp["rows"] if r["target"] == "zs-batch" and r["concurrency"] == 32), None
+        )
         if row:
             ratio, p99 = row["ratio_to_bare"], row["latency_ms"]["p99"]
             out["conc32_batching"] = {
