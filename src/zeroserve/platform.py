@@ -255,8 +255,10 @@ class Platform:
         assert spec is not None, "traffic points at a version the registry holds"
         return spec
 
-    async def infer(self, spec: VersionSpec, inputs: Tensors) -> Result:
-        return await self._pool(spec).infer(inputs)
+    async def infer(
+        self, spec: VersionSpec, inputs: Tensors, deadline_s: float | None = None
+    ) -> Result:
+        return await self._pool(spec).infer(inputs, deadline_s)
 
     def _pool(self, spec: VersionSpec) -> Pool:
         key = _Key(spec.model, spec.version)

@@ -64,3 +64,24 @@ def test_a_flood_past_max_queue_is_shed_with_429_and_nothing_accepted_is_lost(se
             assert "max_queue" in r.json()["error"]
         else:
             assert r.json()["outputs"][0]["data"] == [2.0 * value, 2.0 * value]
+
+
+def test_deadlines_are_refused_at_admission_or_answered_504_while_queued(server: Any) -> None:
+    server.deploy("slow", MODELS / "slow.py", "--concurrency", "1", "--max-instances", "1")
+    slow = {"inputs": [{"name": "delay_s", "datatype": "FP64", "shape": [1], "data": [1.0]}]}
+    with server.client() as c, ThreadPoolExecutor(max_workers=2) as pool:
+        assert c.post("/v2/models/slow/infer", json=slow).status_code == 200  # learns ~1 s calls
+        busy = pool.submit(c.post, "/v2/models/slow/infer", json=slow)
+        time.sleep(0.2)
+        r = c.post("/v2/models/slow/infer", json=slow, headers={"x-zeroserve-deadline-ms": "50"})
+        assert r.status_code == 503
+        assert "exceeds the request's deadline of 50 ms" in r.json()["error"]
+        assert r.headers["retry-after"] == "1"
+        started = time.monotonic()
+        r = c.post("/v2/models/slow/infer", json=slow, headers={"x-zeroserve-deadline-ms": "300"})
+        assert r.status_code == 504, r.text
+        assert "deadline of 300 ms passed" in r.json()["error"]
+        assert time.monotonic() - started < 0.8
+        assert busy.result().status_code == 200
+        r = c.post("/v2/models/slow/infer", json=slow, headers={"x-zeroserve-deadline-ms": "soon"})
+        assert r.status_code == 400

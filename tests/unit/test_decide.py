@@ -65,3 +65,15 @@ def test_templates_evicted_least_recently_used_first() -> None:
     assert templates_to_evict(sizes, used, budget_bytes=0) == ["a", "b", "c"]
     # The newest template alone exceeds the budget: it goes, the others that fit stay.
     assert templates_to_evict({"a": 20, "b": 170}, {"a": 1.0, "b": 2.0}, budget_bytes=30) == ["b"]
+
+
+def test_estimated_wait_for_admission() -> None:
+    from zeroserve.scaling.decide import estimated_wait_s
+
+    kw = {"concurrency": 4, "max_instances": 4, "service_s": 0.01, "start_s": 0.05}
+    free = PoolLoad(queued=0, in_flight=3, ready=1, starting=0)
+    assert estimated_wait_s(free, **kw) == 0.0
+    busy = PoolLoad(queued=12, in_flight=8, ready=2, starting=0)
+    assert estimated_wait_s(busy, **kw) == pytest.approx(0.02)  # the docstring's example
+    cold = PoolLoad(queued=0, in_flight=0, ready=0, starting=1)
+    assert estimated_wait_s(cold, **kw) == pytest.approx(0.05)

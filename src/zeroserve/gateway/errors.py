@@ -17,6 +17,8 @@ from zeroserve.instances import ModelError
 from zeroserve.platform import DeployError, NotFound
 from zeroserve.registry import RegistryError
 from zeroserve.scaling import (
+    DeadlineExceeded,
+    DeadlineUnmeetable,
     InstanceCrashed,
     InvocationTimeout,
     PoolClosed,
@@ -44,27 +46,31 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
     return Response(body, status_code=status, headers=headers, media_type="application/json")
 
 
+_RETRY = {"Retry-After": "1"}
+
+# Core exception -> (status, headers). 503 and 429 say when to come back.
+_STATUS: tuple[tuple[type[Exception] | tuple[type[Exception], ...], int, dict[str, str]], ...] = (
+    (NotFound, 404, {}),
+    (TensorError, 400, {}),
+    ((DeployError, RegistryError), 422, {}),
+    (QueueFull, 429, _RETRY),
+    ((DeadlineExceeded, InvocationTimeout), 504, {}),
+    ((DeadlineUnmeetable, QueueTimeout, StartFailed, InstanceCrashed, PoolClosed), 503, _RETRY),
+)
+
+
 def to_api_error(exc: Exception) -> ApiError:
     """The status a core exception stands for."""
     if isinstance(exc, ApiError):
         return exc
-    if isinstance(exc, NotFound):
-        return ApiError(404, str(exc))
-    if isinstance(exc, TensorError):
-        return ApiError(400, str(exc))
-    if isinstance(exc, (DeployError, RegistryError)):
-        return ApiError(422, str(exc))
     if isinstance(exc, ArtifactError):
         status = 413 if "larger than the limit" in str(exc) else 422
         return ApiError(status, str(exc))
     if isinstance(exc, ModelError):
         return ApiError(422, f"the model could not process this input: {exc}")
-    if isinstance(exc, QueueFull):
-        return ApiError(429, str(exc), {"Retry-After": "1"})
-    if isinstance(exc, InvocationTimeout):
-        return ApiError(504, str(exc))
-    if isinstance(exc, (QueueTimeout, StartFailed, InstanceCrashed, PoolClosed)):
-        return ApiError(503, str(exc), {"Retry-After": "1"})
+    for kinds, status, headers in _STATUS:
+        if isinstance(exc, kinds):
+            return ApiError(status, str(exc), dict(headers))
     raise exc
 
 

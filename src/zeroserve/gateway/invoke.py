@@ -12,7 +12,23 @@ from zeroserve.scaling.pool import Result
 from zeroserve.spec import VersionSpec
 from zeroserve.tensors import Tensors
 
-__all__ = ["Metered", "parse_version"]
+__all__ = ["DEADLINE_HEADER", "Metered", "parse_deadline", "parse_version"]
+
+
+DEADLINE_HEADER = "x-zeroserve-deadline-ms"
+
+
+def parse_deadline(raw: str | None) -> float | None:
+    """`x-zeroserve-deadline-ms`: how long the client will wait for an instance, in ms."""
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 3_600_000:
+        raise ApiError(400, f"{DEADLINE_HEADER} {raw!r} must be a number of ms in (0, 3600000]")
+    return value / 1e3
 
 
 def parse_version(raw: str | None) -> int | None:
@@ -43,8 +59,10 @@ class Metered:
         self.version = str(spec.version)
         return spec
 
-    async def infer(self, spec: VersionSpec, inputs: Tensors) -> Result:
-        return await self.platform.infer(spec, inputs)
+    async def infer(
+        self, spec: VersionSpec, inputs: Tensors, deadline_s: float | None = None
+    ) -> Result:
+        return await self.platform.infer(spec, inputs, deadline_s)
 
     def fail(self, exc: Exception) -> ApiError:
         err = to_api_error(exc)

@@ -10,7 +10,7 @@ from zeroserve.gateway import codec_v1
 from zeroserve.gateway.body import check_content_type, read_body
 from zeroserve.gateway.codec_v2 import validate
 from zeroserve.gateway.errors import to_api_error
-from zeroserve.gateway.invoke import Metered
+from zeroserve.gateway.invoke import DEADLINE_HEADER, Metered, parse_deadline
 from zeroserve.gateway.responses import json_response, platform_of
 
 __all__ = ["routes"]
@@ -43,7 +43,9 @@ async def predict(request: Request) -> Response:
         body = await read_body(request, platform.settings.max_body_bytes)
         inputs, rows = codec_v1.decode_request(body, spec.signature)
         validate(inputs, spec.signature)
-        result = await meter.infer(spec, inputs)
+        result = await meter.infer(
+            spec, inputs, parse_deadline(request.headers.get(DEADLINE_HEADER))
+        )
         payload = codec_v1.encode_response(result.outputs, rows)
     except Exception as exc:
         raise meter.fail(exc) from None

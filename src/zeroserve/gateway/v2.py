@@ -13,7 +13,7 @@ from zeroserve import __version__
 from zeroserve.gateway import codec_v2
 from zeroserve.gateway.body import check_content_type, read_body
 from zeroserve.gateway.errors import ApiError, to_api_error
-from zeroserve.gateway.invoke import Metered, parse_version
+from zeroserve.gateway.invoke import DEADLINE_HEADER, Metered, parse_deadline, parse_version
 from zeroserve.gateway.responses import json_response, platform_of
 from zeroserve.platform import Platform
 from zeroserve.spec import VersionSpec
@@ -97,7 +97,9 @@ async def infer(request: Request) -> Response:
         req = codec_v2.decode_request(body, request.headers.get(codec_v2.HEADER_LENGTH))
         codec_v2.validate(req.inputs, spec.signature)
         codec_v2.check_requested_outputs(req.outputs, spec.signature)
-        result = await meter.infer(spec, req.inputs)
+        result = await meter.infer(
+            spec, req.inputs, parse_deadline(request.headers.get(DEADLINE_HEADER))
+        )
         payload, header_length = codec_v2.encode_response(
             spec.model, spec.version, req, result.outputs
         )

@@ -2,6 +2,8 @@
 
 from zeroserve.scaling.decide import InstanceLoad, PoolLoad, instances_to_start, instances_to_stop
 from zeroserve.scaling.pool import (
+    DeadlineExceeded,
+    DeadlineUnmeetable,
     InstanceCrashed,
     InvocationTimeout,
     Pool,
@@ -12,6 +14,8 @@ from zeroserve.scaling.pool import (
 )
 
 __all__ = [
+    "DeadlineExceeded",
+    "DeadlineUnmeetable",
     "InstanceCrashed",
     "InstanceLoad",
     "InvocationTimeout",

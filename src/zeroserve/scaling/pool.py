@@ -32,11 +32,19 @@ from zeroserve.instances import (
 from zeroserve.metering import Metrics
 from zeroserve.routing.batcher import Waiting, take_batch
 from zeroserve.scaling.autoscaler import AutoscalerState, Sample, decide
-from zeroserve.scaling.decide import InstanceLoad, PoolLoad, instances_to_start, instances_to_stop
+from zeroserve.scaling.decide import (
+    InstanceLoad,
+    PoolLoad,
+    estimated_wait_s,
+    instances_to_start,
+    instances_to_stop,
+)
 from zeroserve.spec import VersionSpec
 from zeroserve.tensors import Tensors
 
 __all__ = [
+    "DeadlineExceeded",
+    "DeadlineUnmeetable",
     "InstanceCrashed",
     "InvocationTimeout",
     "Pool",
@@ -84,6 +92,14 @@ class PoolClosed(Exception):
 
 class QueueFull(Exception):
     """The version's queue holds max_queue invocations already: shed this one (429)."""
+
+
+class DeadlineUnmeetable(Exception):
+    """The request's deadline is shorter than its expected wait: refused at admission (503)."""
+
+
+class DeadlineExceeded(Exception):
+    """The request's deadline passed while it waited for an instance (504)."""
 
 
 @dataclass(frozen=True)
@@ -200,6 +216,9 @@ class Pool:
         self._samples: deque[Sample] = deque()
         self._autoscaler = AutoscalerState()
         self._desired = 0
+        # Moving averages of a model call and of an instance start, for deadline admission.
+        self._service_s = 0.0
+        self._start_s = 0.0
         self._serial = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
         self._ticker = asyncio.get_running_loop().create_task(self._tick_loop())
@@ -207,7 +226,8 @@ class Pool:
 
     # -- public ------------------------------------------------------------------------------
 
-    async def infer(self, inputs: Tensors) -> Result:
+    async def infer(self, inputs: Tensors, deadline_s: float | None = None) -> Result:
+        """Run one request; `deadline_s` (from now) bounds its wait for an instance."""
         if self._closed:
             raise PoolClosed(f"version {self.version.version} of {self.version.model!r} is gone")
         if len(self._queue) >= self.version.scaling.max_queue:
@@ -217,10 +237,39 @@ class Pool:
                     f"{len(self._queue)} requests are already waiting for"
                     f" {self.version.model!r} v{self.version.version} (max_queue); retry later"
                 )
-        fut: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Invocation(inputs, fut, self._clock()))
+        if deadline_s is not None:
+            self._admit(deadline_s)
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Result] = loop.create_future()
+        inv = _Invocation(inputs, fut, self._clock())
+        self._queue.append(inv)
+        if deadline_s is not None:
+            timer = loop.call_later(deadline_s, self._expire, inv, deadline_s)
+            fut.add_done_callback(lambda _: timer.cancel())
         self._pump()
         return await fut
+
+    def _admit(self, deadline_s: float) -> None:
+        load = self._load()
+        wait = estimated_wait_s(
+            load,
+            concurrency=self.version.scaling.concurrency,
+            max_instances=self.version.scaling.max_instances,
+            service_s=self._service_s,
+            start_s=self._start_s,
+        )
+        if wait > deadline_s:
+            raise DeadlineUnmeetable(
+                f"the expected wait of {wait * 1e3:.0f} ms for an instance exceeds the"
+                f" request's deadline of {deadline_s * 1e3:.0f} ms"
+            )
+
+    def _expire(self, inv: _Invocation, deadline_s: float) -> None:
+        if not inv.future.done() and inv.attempts == 0:  # still waiting, never dispatched
+            inv.future.set_exception(DeadlineExceeded(
+                f"the request's deadline of {deadline_s * 1e3:.0f} ms passed while it waited"
+                " for an instance"
+            ))  # fmt: skip
 
     def set_min_instances(self, n: int) -> None:
         self.min_instances = n
@@ -290,13 +339,7 @@ class Pool:
             self._spawn(self._run(slot, batch))
         if self._closed:
             return
-        load = PoolLoad(
-            queued=sum(1 for i in self._queue if not i.future.done()),
-            in_flight=sum(s.in_flight for s in self._slots.values()),
-            ready=len(self._slots),
-            starting=self._starting,
-            stopping=self._stopping,
-        )
+        load = self._load()
         n = instances_to_start(
             load,
             self.version.scaling,
@@ -308,6 +351,15 @@ class Pool:
             self._starting += 1
             self._spawn(self._start_one())
         self._publish(load)
+
+    def _load(self) -> PoolLoad:
+        return PoolLoad(
+            queued=sum(1 for i in self._queue if not i.future.done()),
+            in_flight=sum(s.in_flight for s in self._slots.values()),
+            ready=len(self._slots),
+            starting=self._starting,
+            stopping=self._stopping,
+        )
 
     def _next_batch(self) -> list[_Invocation]:
         while self._queue and self._queue[0].future.done():
@@ -341,9 +393,12 @@ class Pool:
             inv.attempts += 1
         self._metrics.batch_size.labels(*self._labels).observe(len(batch))
         try:
+            started = self._clock()
             outputs = await asyncio.wait_for(
                 slot.instance.infer(_stack(batch)), timeout=self.version.timeout_s
             )
+            # Moving averages feed the admission check: 0.2 weighs the last ~5 calls most.
+            self._service_s += 0.2 * ((self._clock() - started) - self._service_s)
             for inv, part in zip(batch, _split(batch, outputs), strict=True):
                 if not inv.future.done():
                     cold = slot.ready_at > inv.enqueued_at
@@ -426,6 +481,7 @@ class Pool:
         self._slots[instance.id] = slot
         self._started.set()
         info = instance.start_info
+        self._start_s += 0.2 * (info.total_ms / 1e3 - self._start_s)
         self._metrics.cold_starts.labels(*self._labels, info.path).inc()
         self._metrics.cold_start_seconds.labels(*self._labels, info.path).observe(
             info.total_ms / 1e3
