@@ -154,6 +154,19 @@ class BatchingPolicy(_Frozen):
     max_batch_size: int = Field(1, ge=1, le=65536)
     # How long the oldest queued request may wait for others to fill its batch.
     max_batch_delay_ms: float = Field(2.0, ge=0, le=10_000)
+    # Batch sizes the model runs best at (as Triton's preferred_batch_size): a batch that
+    # reaches one goes at once, without waiting out the delay for more.
+    preferred_batch_sizes: list[int] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _preferred_within_max(self) -> BatchingPolicy:
+        for size in self.preferred_batch_sizes:
+            if not 1 <= size <= self.max_batch_size:
+                raise ValueError(
+                    f"preferred batch size {size} must be between 1 and max_batch_size"
+                    f" = {self.max_batch_size}"
+                )
+        return self
 
 
 class TensorSpec(_Frozen):

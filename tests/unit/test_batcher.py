@@ -34,3 +34,10 @@ def test_batching_off_sends_one_at_a_time() -> None:
     off = BatchingPolicy()
     assert take_batch([_w(1, 0.0), _w(1, 0.0)], off, now=0.0) == (1, None)
     assert take_batch([], POLICY, now=0.0) == (0, None)
+
+
+def test_a_preferred_size_goes_without_waiting() -> None:
+    preferring = BatchingPolicy(max_batch_size=8, max_batch_delay_ms=2.0, preferred_batch_sizes=[4])
+    queue = [_w(1, 0.0) for _ in range(5)]
+    assert take_batch(queue, preferring, now=0.0) == (4, None)
+    assert take_batch(queue[:3], preferring, now=0.0) == (0, 0.002)

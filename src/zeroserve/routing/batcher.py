@@ -2,9 +2,10 @@
 
 Requests join a batch when they are compatible with the oldest one (same input names,
 datatypes and shapes past the first dimension), in arrival order, until the rows reach
-`max_batch_size`. A batch goes when it is full, when the next request cannot join it, or when
-its oldest request has waited `max_batch_delay_ms`. Worked example: max 8 rows, delay 2 ms,
-three 1-row requests queued at t=0, 0.5, 1 ms -> at t=1 ms wait until t=2 ms; at t=2 ms send 3.
+`max_batch_size`. A batch goes when it is full or reaches a preferred size, when the next
+request cannot join it, or when its oldest request has waited `max_batch_delay_ms`.
+Worked example: max 8 rows, delay 2 ms, three 1-row requests queued at t=0, 0.5, 1 ms -> at
+t=1 ms wait until t=2 ms; at t=2 ms send 3.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def take_batch(
             return count, None  # the next cannot join: this batch is as full as it gets
         count += 1
         rows += item.rows
-        if rows >= policy.max_batch_size:
+        if rows >= policy.max_batch_size or rows in policy.preferred_batch_sizes:
             return count, None
     send_at = head.enqueued_at + policy.max_batch_delay_ms / 1e3
     if now >= send_at:
