@@ -12,7 +12,7 @@ from zeroserve.scaling.pool import Result
 from zeroserve.spec import VersionSpec
 from zeroserve.tensors import Tensors
 
-__all__ = ["DEADLINE_HEADER", "Metered", "parse_deadline", "parse_version"]
+__all__ = ["DEADLINE_HEADER", "Metered", "parse_deadline", "parse_version", "result_headers"]
 
 
 DEADLINE_HEADER = "x-zeroserve-deadline-ms"
@@ -77,3 +77,11 @@ class Metered:
         m.request_seconds.labels(self.model, self.version).observe(
             time.perf_counter() - self.started
         )
+
+
+def result_headers(result: Result) -> dict[str, str]:
+    """What every inference response says about how it was served."""
+    return {
+        "x-zeroserve-cold-start": "true" if result.cold else "false",
+        "x-zeroserve-batch-size": str(result.batch_size),
+    }

@@ -10,7 +10,7 @@ from zeroserve.gateway import codec_v1
 from zeroserve.gateway.body import check_content_type, read_body
 from zeroserve.gateway.codec_v2 import validate
 from zeroserve.gateway.errors import to_api_error
-from zeroserve.gateway.invoke import DEADLINE_HEADER, Metered, parse_deadline
+from zeroserve.gateway.invoke import DEADLINE_HEADER, Metered, parse_deadline, result_headers
 from zeroserve.gateway.responses import json_response, platform_of
 
 __all__ = ["routes"]
@@ -51,10 +51,7 @@ async def predict(request: Request) -> Response:
         raise meter.fail(exc) from None
     finally:
         meter.done()
-    headers = {
-        "x-zeroserve-cold-start": "true" if result.cold else "false",
-        "x-zeroserve-batch-size": str(result.batch_size),
-    }
+    headers = result_headers(result)
     return Response(payload, headers=headers, media_type="application/json")
 
 

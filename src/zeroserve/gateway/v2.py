@@ -13,7 +13,13 @@ from zeroserve import __version__
 from zeroserve.gateway import codec_v2
 from zeroserve.gateway.body import check_content_type, read_body
 from zeroserve.gateway.errors import ApiError, to_api_error
-from zeroserve.gateway.invoke import DEADLINE_HEADER, Metered, parse_deadline, parse_version
+from zeroserve.gateway.invoke import (
+    DEADLINE_HEADER,
+    Metered,
+    parse_deadline,
+    parse_version,
+    result_headers,
+)
 from zeroserve.gateway.responses import json_response, platform_of
 from zeroserve.platform import Platform
 from zeroserve.spec import VersionSpec
@@ -107,10 +113,7 @@ async def infer(request: Request) -> Response:
         raise meter.fail(exc) from None
     finally:
         meter.done()
-    headers = {
-        "x-zeroserve-cold-start": "true" if result.cold else "false",
-        "x-zeroserve-batch-size": str(result.batch_size),
-    }
+    headers = result_headers(result)
     if header_length is None:
         return Response(payload, headers=headers, media_type="application/json")
     headers["inference-header-content-length"] = str(header_length)

@@ -40,6 +40,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -266,6 +267,15 @@ class ForkLoop:
             return
         if any(k == key for k, _ in self._pending.values()) or thread_count() != 1:
             return
+        self._fork_helper(key, lambda sock: _run_template(sock, spec))
+
+    def _make_ort_server(self) -> None:
+        """Fork the onnxruntime fork server in the background (see _run_ort_server)."""
+        self._fork_helper(_ORT_KEY, _run_ort_server)
+
+    def _fork_helper(self, key: str, body: Callable[[socket.socket], int]) -> None:
+        """Fork a long-lived helper (a template, the onnxruntime server) that runs `body` on
+        its end of a new channel; it counts as pending until it reports READY."""
         ours, theirs = socket.socketpair()
         pid = os.fork()
         if pid == 0:
@@ -273,28 +283,12 @@ class ForkLoop:
             try:
                 ours.close()
                 self._become_child()
-                code = _run_template(theirs, spec)
+                code = body(theirs)
             finally:
                 os._exit(code)
         theirs.close()
         self._children[pid] = _Child(template=key)
         self._pending[ours] = (key, pid)
-
-    def _make_ort_server(self) -> None:
-        """Fork the onnxruntime fork server in the background (see _run_ort_server)."""
-        ours, theirs = socket.socketpair()
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                ours.close()
-                self._become_child()
-                code = _run_ort_server(theirs)
-            finally:
-                os._exit(code)
-        theirs.close()
-        self._children[pid] = _Child(template=_ORT_KEY)
-        self._pending[ours] = (_ORT_KEY, pid)
 
     def _template_reported(self, sock: socket.socket) -> None:
         key, pid = self._pending.pop(sock)
