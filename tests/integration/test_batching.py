@@ -37,10 +37,8 @@ def test_concurrent_requests_share_batches_and_get_their_own_rows(server: Any) -
         sizes = [int(r.headers["x-zeroserve-batch-size"]) for r in responses]
         assert max(sizes) > 1
         assert max(sizes) <= 8
-        started = time.monotonic()
-        r = c.post("/v2/models/bs/infer", json=_body(1))  # alone: goes after the delay
+        r = c.post("/v2/models/bs/infer", json=_body(1))  # alone, nothing running: at once
         assert r.headers["x-zeroserve-batch-size"] == "1"
-        assert time.monotonic() - started >= 0.02
 
 
 def test_a_flood_past_max_queue_is_shed_with_429_and_nothing_accepted_is_lost(server: Any) -> None:

@@ -41,3 +41,8 @@ def test_a_preferred_size_goes_without_waiting() -> None:
     queue = [_w(1, 0.0) for _ in range(5)]
     assert take_batch(queue, preferring, now=0.0) == (4, None)
     assert take_batch(queue[:3], preferring, now=0.0) == (0, 0.002)
+
+
+def test_nothing_running_sends_a_partial_batch_at_once() -> None:
+    queue = [_w(1, 0.0), _w(1, 0.0)]
+    assert take_batch(queue, POLICY, now=0.0, send_partial=True) == (2, None)

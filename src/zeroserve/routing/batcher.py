@@ -26,9 +26,13 @@ class Waiting:
 
 
 def take_batch(
-    waiting: Sequence[Waiting], policy: BatchingPolicy, now: float
+    waiting: Sequence[Waiting], policy: BatchingPolicy, now: float, *, send_partial: bool = False
 ) -> tuple[int, float | None]:
-    """(how many from the head to send now as one batch, when to look again if none)."""
+    """(how many from the head to send now as one batch, when to look again if none).
+
+    `send_partial`: send what is there without waiting out the delay (the pool passes True
+    when nothing is running, so a lone request at low load is not held back).
+    """
     if not waiting:
         return 0, None
     if policy.max_batch_size <= 1:
@@ -43,6 +47,6 @@ def take_batch(
         if rows >= policy.max_batch_size or rows in policy.preferred_batch_sizes:
             return count, None
     send_at = head.enqueued_at + policy.max_batch_delay_ms / 1e3
-    if now >= send_at:
+    if now >= send_at or send_partial:
         return count, None
     return 0, send_at

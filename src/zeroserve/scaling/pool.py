@@ -368,7 +368,12 @@ class Pool:
         if policy.max_batch_size <= 1:
             return [self._queue.popleft()] if self._queue else []
         head = list(itertools.islice(self._queue, policy.max_batch_size + 1))
-        take, wake_at = take_batch([i.waiting() for i in head], policy, self._clock())
+        # With nothing running, waiting for batch mates only adds latency: at low load each
+        # request goes at once; under load, batches fill while the instances are busy.
+        idle = not any(s.in_flight for s in self._slots.values())
+        take, wake_at = take_batch(
+            [i.waiting() for i in head], policy, self._clock(), send_partial=idle
+        )
         if take == 0:
             if wake_at is not None and self._batch_timer is None:
                 delay = max(0.0, wake_at - self._clock())
