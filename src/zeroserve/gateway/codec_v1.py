@@ -7,10 +7,10 @@ See: https://www.tensorflow.org/tfx/serving/api_rest#request_format_2
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
+import orjson
 
 from zeroserve.spec import Signature, TensorSpec
 from zeroserve.tensors import TensorError, Tensors, as_bytes_array, numpy_dtype
@@ -66,7 +66,7 @@ def _from_columns(columns: Any, specs: dict[str, TensorSpec], names: list[str]) 
 def decode_request(body: bytes, signature: Signature) -> tuple[Tensors, bool]:
     """Tensors, and whether the request used the row ("instances") format."""
     try:
-        doc = json.loads(body)
+        doc = orjson.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise TensorError(f"malformed JSON: {exc}") from None
     if not isinstance(doc, dict) or not ("instances" in doc or "inputs" in doc):
@@ -107,4 +107,4 @@ def encode_response(outputs: Tensors, rows: bool) -> bytes:
                 {k: _plain(v[i] if v.ndim else v) for k, v in outputs.items()} for i in range(batch)
             ]
         }
-    return json.dumps(doc, separators=(",", ":")).encode()
+    return orjson.dumps(doc)

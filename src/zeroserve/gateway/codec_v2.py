@@ -8,12 +8,12 @@ their count in `parameters.binary_data_size`, in order.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import orjson
 
 from zeroserve.spec import Signature
 from zeroserve.tensors import (
@@ -47,7 +47,7 @@ class V2Request:
 
 def _parse_json(raw: bytes | memoryview) -> dict[str, Any]:
     try:
-        doc = json.loads(bytes(raw))
+        doc = orjson.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise TensorError(f"malformed JSON: {exc}") from None
     if not isinstance(doc, dict):
@@ -278,7 +278,7 @@ def encode_response(
     if req.id is not None:
         doc["id"] = req.id
     doc["outputs"] = described
-    header = json.dumps(doc, separators=(",", ":")).encode()
+    header = orjson.dumps(doc)
     if not buffers:
         return header, None
     return header + b"".join(buffers), len(header)

@@ -3,9 +3,9 @@ serves."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -15,7 +15,7 @@ __all__ = ["json_response", "platform_of"]
 
 
 def json_response(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    body = json.dumps(doc, separators=(",", ":")).encode()
+    body = orjson.dumps(doc)
     return Response(body, status_code=status, headers=headers, media_type="application/json")
 
 

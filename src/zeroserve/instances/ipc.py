@@ -14,12 +14,12 @@ run code by what it sends.
 from __future__ import annotations
 
 import enum
-import json
 import socket
 import struct
 from typing import Any
 
 import numpy as np
+import orjson
 
 from zeroserve.tensors import (
     Tensors,
@@ -81,7 +81,7 @@ def encode(
         buffers.append(raw)
     body_meta = dict(meta or {})
     body_meta["tensors"] = descr
-    meta_bytes = json.dumps(body_meta, separators=(",", ":")).encode()
+    meta_bytes = orjson.dumps(body_meta)
     head = _HEAD.pack(int(kind), request_id, len(meta_bytes))
     total = len(head) + len(meta_bytes) + sum(len(b) for b in buffers)
     return [_LEN.pack(total), head, meta_bytes, *buffers]
@@ -92,7 +92,7 @@ def decode_body(body: bytes | bytearray) -> Frame:
     view = memoryview(body)
     kind, request_id, meta_len = _HEAD.unpack_from(view, 0)
     pos = _HEAD.size
-    meta = json.loads(bytes(view[pos : pos + meta_len]))
+    meta = orjson.loads(view[pos : pos + meta_len])
     pos += meta_len
     tensors: Tensors = {}
     for t in meta.pop("tensors", []):

@@ -4,6 +4,7 @@ two platforms in one process (tests) never share counters."""
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -20,6 +21,7 @@ _LATENCY_BUCKETS = (
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._request_children: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
         r = self.registry
         self.requests = Counter(
             "zeroserve_requests",
@@ -110,11 +112,29 @@ class Metrics:
         for (model, version), size in sizes.items():
             self.snapshot_memory.labels(model, version).set(size)
 
+    def observe_request(
+        self, model: str, version: str, protocol: str, status: int, seconds: float
+    ) -> None:
+        """Count and time one request (children cached: this runs on every request)."""
+        key = (model, version, protocol, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(model, version, protocol, str(status)),
+                self.request_seconds.labels(model, version),
+            )
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
     def forget(self, model: str, version: str) -> None:
         """Drop a removed version's gauges so /metrics stops reporting it."""
+        self._request_children = {
+            k: v for k, v in self._request_children.items() if k[:2] != (model, version)
+        }
         gauges = (
             self.instances,
             self.queue_depth,

@@ -202,6 +202,12 @@ class Pool:
         self._start_timeout_s = start_timeout_s
         self._clock = clock
         self._labels = (version.model, str(version.version))
+        # Labelled children looked up once: _publish runs on every dispatch.
+        self._gauges = (
+            metrics.instances.labels(*self._labels),
+            metrics.queue_depth.labels(*self._labels),
+            metrics.in_flight.labels(*self._labels),
+        )
         self._queue: deque[_Invocation] = deque()
         self._slots: dict[str, _Slot] = {}
         self._starting = 0
@@ -354,7 +360,9 @@ class Pool:
 
     def _load(self) -> PoolLoad:
         return PoolLoad(
-            queued=sum(1 for i in self._queue if not i.future.done()),
+            # Entries whose client left are dropped lazily; counting them is O(1) and errs
+            # towards one instance too many, never too few.
+            queued=len(self._queue),
             in_flight=sum(s.in_flight for s in self._slots.values()),
             ready=len(self._slots),
             starting=self._starting,
@@ -389,9 +397,10 @@ class Pool:
         self._pump()
 
     def _publish(self, load: PoolLoad) -> None:
-        self._metrics.instances.labels(*self._labels).set(load.ready)
-        self._metrics.queue_depth.labels(*self._labels).set(load.queued)
-        self._metrics.in_flight.labels(*self._labels).set(load.in_flight)
+        instances, queue_depth, in_flight = self._gauges
+        instances.set(load.ready)
+        queue_depth.set(load.queued)
+        in_flight.set(load.in_flight)
 
     async def _run(self, slot: _Slot, batch: list[_Invocation]) -> None:
         for inv in batch:
