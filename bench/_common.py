@@ -36,6 +36,11 @@ MINILM_TEXT = "a cat on a mat"
 MINILM_BODY = json.dumps(
     {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": [MINILM_TEXT]}]}
 ).encode()
+# bench/load.py's MiniLM request: one sentence of about ten words (13 tokens with [CLS]/[SEP]).
+MINILM_LOAD_TEXT = "a sentence of about ten words for the embedding benchmark"
+MINILM_LOAD_BODY = json.dumps(
+    {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": [MINILM_LOAD_TEXT]}]}
+).encode()
 # One iris flower (setosa), as a KServe V2 JSON request.
 IRIS_INPUT = [5.1, 3.5, 1.4, 0.2]
 BODY = json.dumps(

@@ -46,6 +46,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,10 +56,14 @@ from _common import (
     BODY,
     HEADERS,
     IRIS,
+    MINILM,
+    MINILM_LOAD_BODY,
     ROOT,
     BenchError,
+    CpuMeter,
     Served,
     console,
+    ensure_minilm,
     ensure_model,
     explained,
     free_port,
@@ -99,6 +104,54 @@ LABELS = {
     "zs-off": "zeroserve, batching off",
     "zs-batch": "zeroserve, batching on",
 }
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What `--model` picks for the throughput part: the artifact, the request, the bare app,
+    the two zeroserve deployments and the concurrency-32 target."""
+
+    model: str  # the bare app's model name (also the burst deployment's, for iris)
+    title: str
+    artifact: Path
+    body: bytes
+    baseline_app: str  # module:app under bench/
+    baseline_env: dict[str, str]
+    deployments: dict[str, tuple[str, list[str]]]
+    concurrency: str
+    ratio_min: float
+    p99_ms_max: float | None
+    caption: str
+    labels: dict[str, str] = field(default_factory=lambda: dict(LABELS))
+
+
+MINILM_INSTANCE_FLAGS = ["--max-instances", "2", "--concurrency", "2"]
+MINILM_BATCH_FLAGS = ["--max-batch-size", "32", "--max-batch-delay-ms", "5"]
+PROFILES = {
+    "iris": Profile(
+        model=MODEL, title="iris ONNX", artifact=IRIS, body=BODY,
+        baseline_app="baseline_app:app",
+        baseline_env={"ZEROSERVE_BASELINE_MODEL": str(IRIS), "ZEROSERVE_BASELINE_NAME": MODEL},
+        deployments=TARGETS_ZS, concurrency="1,8,32,128",
+        ratio_min=TARGETS["batch_conc32_ratio_min"],
+        p99_ms_max=TARGETS["batch_conc32_p99_ms_max"],
+        caption="wrk runs on the same 2 cores as the servers. zeroserve: --max-instances 2"
+        " --concurrency 4; batching on adds --max-batch-size 32 --max-batch-delay-ms 2.",
+    ),
+    "minilm": Profile(
+        model="minilm", title="MiniLM (Python runtime, model folder)", artifact=MINILM,
+        body=MINILM_LOAD_BODY, baseline_app="baseline_minilm:app",
+        baseline_env={"ZEROSERVE_BASELINE_MODEL": str(MINILM), "ZEROSERVE_BASELINE_NAME": "minilm"},
+        deployments={
+            "zs-off": ("minilm-off", [*MINILM_INSTANCE_FLAGS]),
+            "zs-batch": ("minilm-batch", [*MINILM_INSTANCE_FLAGS, *MINILM_BATCH_FLAGS]),
+        },
+        concurrency="1,8,32", ratio_min=2.0, p99_ms_max=None,
+        caption="wrk runs on the same 2 cores as the servers. zeroserve: --max-instances 2"
+        " --concurrency 2; batching on adds --max-batch-size 32 --max-batch-delay-ms 5.",
+        labels={**LABELS, "bare": "bare uvicorn + Starlette + MiniLM.predict"},
+    ),
+}  # fmt: skip
 
 # -- wrk -------------------------------------------------------------------------------------
 
@@ -163,8 +216,8 @@ def ensure_wrk() -> str:
     return found
 
 
-def write_lua(workdir: Path) -> dict[str, Path]:
-    body = BODY.decode()
+def write_lua(workdir: Path, request: bytes = BODY) -> dict[str, Path]:
+    body = request.decode()
     plain = _LUA % {"body": body, "count": "", "codes": '""'}
     counting = _LUA % {"body": body, "count": _COUNT, "codes": "codes_json()"}
     paths = {"plain": workdir / "post.lua", "count": workdir / "post_count.lua"}
@@ -224,23 +277,27 @@ def run_wrk(
 
 
 @contextlib.contextmanager
-def baseline_up(workdir: Path) -> Iterator[Served]:
+def baseline_up(workdir: Path, prof: Profile = PROFILES["iris"]) -> Iterator[Served]:
     port = free_port()
     argv = [
-        sys.executable, "-m", "uvicorn", "--app-dir", str(BENCH_DIR), "baseline_app:app",
+        sys.executable, "-m", "uvicorn", "--app-dir", str(BENCH_DIR), prof.baseline_app,
         "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip
-    env = {"ZEROSERVE_BASELINE_MODEL": str(IRIS), "ZEROSERVE_BASELINE_NAME": MODEL}
-    with serve("baseline", argv, port, workdir, ready_path="/v2/health/ready", env=env) as server:
+    with serve(
+        "baseline", argv, port, workdir, ready_path="/v2/health/ready", env=prof.baseline_env
+    ) as server:
         yield server
 
 
-def deploy_with(server: Served, name: str, flags: Sequence[str]) -> list[str]:
-    argv = [*zeroserve_command(), "deploy", name, str(IRIS), "--url", server.base_url, *flags]
+def deploy_with(
+    server: Served, name: str, flags: Sequence[str], artifact: Path = IRIS
+) -> list[str]:  # fmt: skip
+    argv = [*zeroserve_command(), "deploy", name, str(artifact), "--url", server.base_url, *flags]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
     if done.returncode != 0:
         raise BenchError(f"zeroserve deploy {name} failed ({done.returncode}):\n{done.stderr}")
-    return ["zeroserve", "deploy", name, "iris.onnx", *flags]
+    shown = artifact.relative_to(ROOT) if artifact.is_relative_to(ROOT) else artifact
+    return ["zeroserve", "deploy", name, str(shown), *flags]
 
 
 def metrics_text(client: httpx.Client, server: Served) -> str:
@@ -287,23 +344,29 @@ def measure_throughput(
     wrk: str, lua: dict[str, Path], client: httpx.Client, bare: Served, zs: Served,
     args: argparse.Namespace,
 ) -> dict[str, Any]:  # fmt: skip
+    prof = PROFILES[args.model]
     deploys = {}
-    for target, (model, flags) in TARGETS_ZS.items():
-        deploys[target] = deploy_with(zs, model, [*flags, "--idle-timeout", "3600"])
+    for target, (model, flags) in prof.deployments.items():
+        deploys[target] = deploy_with(
+            zs, model, [*flags, "--idle-timeout", "3600"], prof.artifact
+        )  # fmt: skip
     rows: list[dict[str, Any]] = []
     for conns in args.concurrency:
         bare_rps = None
         for target in ("bare", "zs-off", "zs-batch"):
             if target == "bare":
-                url, model = url_of(bare, MODEL), None
+                url, model = url_of(bare, prof.model), None
             else:
-                model = TARGETS_ZS[target][0]
+                model = prof.deployments[target][0]
                 url = url_of(zs, model)
             run_wrk(wrk, url, conns, args.warmup, lua["plain"])  # warm-up, also scales out
             before = metrics_text(client, zs) if model else ""
+            # Cores busy with other work (not wrk, this command, or the server measured).
+            meter = CpuMeter((zs if model else bare).proc.pid)
             res = run_wrk(wrk, url, conns, args.duration, lua["plain"])
+            cpu = meter.stop()
             res.pop("stdout")
-            row: dict[str, Any] = {"target": target, "concurrency": conns, **res}
+            row: dict[str, Any] = {"target": target, "concurrency": conns, **res, "cpu": cpu}
             if model:
                 after = metrics_text(client, zs)
                 b0 = histogram_totals(before, "zeroserve_batch_size", model)
@@ -321,7 +384,8 @@ def measure_throughput(
                 f"  c={conns:>3} {target:<9} {res['rps']:8.0f} req/s  p50 {lat['p50']:6.2f}"
                 f"  p99 {lat['p99']:6.2f} ms  x{row['ratio_to_bare']:.2f}"
                 f"  errors {sum(res['errors'].values())} non-2xx {res['non_2xx_3xx']}"
-                + (f"  batch {row['mean_batch_size'] or 0:.1f}" if model else ""),
+                + (f"  batch {row['mean_batch_size'] or 0:.1f}" if model else "")
+                + f"  cores: ours {cpu['ours_cores']:.2f} other {cpu['other_cores']:.2f}",
                 highlight=False,
             )
     return {"deploys": deploys, "rows": rows}
@@ -522,8 +586,10 @@ def plot_burst(burst: dict[str, Any], path: Path, machine: str) -> None:
 # -- report ----------------------------------------------------------------------------------
 
 
-def throughput_table(tp: dict[str, Any], duration: float) -> Table:
-    table = Table(title=f"iris ONNX throughput, wrk {duration:g} s per cell (latency ms)")
+def throughput_table(
+    tp: dict[str, Any], duration: float, prof: Profile = PROFILES["iris"]
+) -> Table:  # fmt: skip
+    table = Table(title=f"{prof.title} throughput, wrk {duration:g} s per cell (latency ms)")
     for col in (
         "conc", "server", "req/s", "x bare", "p50", "p95", "p99", "errors", "non-2xx",
         "batch", "inst",
@@ -532,16 +598,13 @@ def throughput_table(tp: dict[str, Any], duration: float) -> Table:
     for r in tp["rows"]:
         lat = r["latency_ms"]
         table.add_row(
-            str(r["concurrency"]), LABELS[r["target"]], f"{r['rps']:.0f}",
+            str(r["concurrency"]), prof.labels[r["target"]], f"{r['rps']:.0f}",
             f"{r['ratio_to_bare']:.2f}", f"{lat['p50']:.2f}", f"{lat['p95']:.2f}",
             f"{lat['p99']:.2f}", str(sum(r["errors"].values())), str(r["non_2xx_3xx"]),
             f"{r['mean_batch_size']:.1f}" if r.get("mean_batch_size") else "",
             str(r.get("instances_after", "")),
         )  # fmt: skip
-    table.caption = (
-        "wrk runs on the same 2 cores as the servers. zeroserve: --max-instances 2"
-        " --concurrency 4; batching on adds --max-batch-size 32 --max-batch-delay-ms 2."
-    )
+    table.caption = prof.caption
     return table
 
 
@@ -599,7 +662,12 @@ def report(result: dict[str, Any]) -> None:
     console.print(f"\n[bold]machine[/bold]: {result['machine_line']}", highlight=False)
     console.print("[dim]wrk shares the 2 cores with the servers it measures.[/dim]")
     if "throughput" in result:
-        console.print(throughput_table(result["throughput"], result["settings"]["duration"]))
+        settings = result["settings"]
+        console.print(
+            throughput_table(
+                result["throughput"], settings["duration"], PROFILES[settings["model"]]
+            )
+        )  # fmt: skip
     if "overload" in result:
         console.print(overload_table(result["overload"]))
     if "burst" in result:
@@ -611,17 +679,18 @@ def report(result: dict[str, Any]) -> None:
 
 def verdict(result: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    prof = PROFILES[result["settings"]["model"]]
     tp = result.get("throughput")
     if tp:
         row = next(
             (r for r in tp["rows"] if r["target"] == "zs-batch" and r["concurrency"] == 32), None
         )
         if row:
-            ratio, p99 = row["ratio_to_bare"], row["latency_ms"]["p99"]
+            ratio, p99, p99_max = row["ratio_to_bare"], row["latency_ms"]["p99"], prof.p99_ms_max
+            wants = f">= {prof.ratio_min:g}x" + (f", p99 < {p99_max:g} ms" if p99_max else "")
             out["conc32_batching"] = {
-                "met": ratio >= TARGETS["batch_conc32_ratio_min"]
-                and p99 < TARGETS["batch_conc32_p99_ms_max"],
-                "detail": f"{ratio:.2f}x bare, p99 {p99:.1f} ms; wants >= 1.0x, p99 < 50 ms",
+                "met": ratio >= prof.ratio_min and (p99_max is None or p99 < p99_max),
+                "detail": f"{ratio:.2f}x bare, p99 {p99:.1f} ms; wants {wants}",
             }
     ov = result.get("overload")
     if ov:
@@ -646,10 +715,16 @@ def verdict(result: dict[str, Any]) -> dict[str, Any]:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument(
+        "--model", choices=sorted(PROFILES), default="iris",
+        help="what the throughput part serves [iris]; minilm: the MiniLM model folder against"
+        "\nbench/baseline_minilm.py, concurrency 1,8,32, no overload or burst part",
+    )  # fmt: skip
     p.add_argument("--duration", type=float, default=10.0, help="seconds per cell [10]")
     p.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per cell [2]")
     p.add_argument(
-        "--concurrency", default="1,8,32,128", help="wrk connections, comma-separated [1,8,32,128]"
+        "--concurrency", default=None,
+        help="wrk connections, comma-separated [1,8,32,128; minilm: 1,8,32]",
     )  # fmt: skip
     p.add_argument("--overload-connections", type=int, default=512, help="[512]")
     p.add_argument("--overload-timeout", type=float, default=10.0, help="wrk --timeout [10]")
@@ -659,12 +734,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--burst-lead", type=float, default=1.0, help="idle seconds before [1]")
     p.add_argument("--burst-tail", type=float, default=1.0, help="seconds sampled at zero [1]")
     p.add_argument("--sample-every", type=float, default=0.25, help="seconds [0.25]")
-    p.add_argument("--out", type=Path, default=BENCH_DIR / "results" / "load.json")
+    p.add_argument("--out", type=Path, default=None, help="[bench/results/load[-MODEL].json]")
     p.add_argument("--plot", type=Path, default=ROOT / "docs" / "burst.png")
     p.add_argument("--skip-throughput", action="store_true")
     p.add_argument("--skip-overload", action="store_true")
     p.add_argument("--skip-burst", action="store_true")
     args = p.parse_args(argv)
+    prof = PROFILES[args.model]
+    if args.concurrency is None:
+        args.concurrency = prof.concurrency
+    if args.out is None:
+        suffix = "" if args.model == "iris" else f"-{args.model}"
+        args.out = BENCH_DIR / "results" / f"load{suffix}.json"
+    if args.model != "iris":  # overload and burst are iris scenarios
+        args.skip_overload = args.skip_burst = True
+        if args.skip_throughput:
+            p.error(f"--model {args.model} measures throughput only; drop --skip-throughput")
     try:
         args.concurrency = [int(x) for x in re.split(r"[,\s]+", args.concurrency.strip()) if x]
     except ValueError:
@@ -675,7 +760,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    prof = PROFILES[args.model]
     ensure_model()
+    if args.model == "minilm":
+        ensure_minilm()
     wrk = ensure_wrk()
     machine = machine_info()
     result: dict[str, Any] = {
@@ -687,7 +775,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "machine_line": machine_line(machine, wrk_version(wrk)),
         "git": git_info(),
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "request_body": json.loads(BODY),
+        "request_body": json.loads(prof.body),
         "targets": TARGETS,
         "load_generator_note": "wrk shares the 2 cores with the servers it measures",
     }
@@ -696,11 +784,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         httpx.Client(timeout=60.0, trust_env=False) as client,
     ):
         work = Path(tmp)
-        lua = write_lua(work)
+        lua = write_lua(work, prof.body)
         if not (args.skip_throughput and args.skip_overload):
             with zeroserve_up(work) as zs, explained(zs):
                 if not args.skip_throughput:
-                    with baseline_up(work) as bare:
+                    with baseline_up(work, prof) as bare:
                         console.print("[bold]throughput[/bold]")
                         result["throughput"] = measure_throughput(
                             wrk, lua, client, bare, zs, args

@@ -82,3 +82,13 @@ def test_idle_ends_a_panic_and_scales_to_zero() -> None:
     assert decisions[12].panicking
     assert decisions[-1].desired == 0
     assert not decisions[-1].panicking
+
+
+def test_queue_depth_policy_for_async_pools() -> None:
+    from zeroserve.scaling.autoscaler import desired_for_backlog
+
+    assert desired_for_backlog(900, 5.0, POLICY) == 3  # 900 / (5 x 60)
+    assert desired_for_backlog(0, 5.0, POLICY, min_instances=1) == 1
+    assert desired_for_backlog(0, 5.0, POLICY) == 0
+    assert desired_for_backlog(3, 0.0, POLICY) == 1  # throughput not known yet: start one
+    assert desired_for_backlog(10**6, 1.0, POLICY) == POLICY.max_instances

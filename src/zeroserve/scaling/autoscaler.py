@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 
 from zeroserve.spec import ScalingPolicy
 
-__all__ = ["AutoscalerState", "Decision", "Sample", "decide"]
+__all__ = ["AutoscalerState", "Decision", "Sample", "decide", "desired_for_backlog"]
 
 
 @dataclass(frozen=True)
@@ -93,3 +93,27 @@ def decide(
         state = AutoscalerState()
     desired = max(min_instances, min(size, policy.max_instances))
     return Decision(desired, panicking, state, stable, panic)
+
+
+def desired_for_backlog(
+    backlog: int,
+    throughput_per_instance: float,
+    policy: ScalingPolicy,
+    *,
+    drain_s: float = 60.0,
+    min_instances: int = 0,
+) -> int:
+    """Queue-depth policy for asynchronous pools (jobs): enough instances to drain the backlog
+    within `drain_s` at the throughput one instance was observed to reach, at least one while
+    anything is queued, zero when nothing is.
+
+    Worked example: 900 jobs queued, 5 jobs/s per instance, drain in 60 s -> 900 / (5 × 60)
+    = 3 instances. Before any throughput is known (0), one instance starts and is measured.
+    """
+    if backlog <= 0:
+        return min_instances
+    if throughput_per_instance <= 0:
+        wanted = 1
+    else:
+        wanted = math.ceil(backlog / (throughput_per_instance * drain_s))
+    return max(min_instances, min(max(1, wanted), policy.max_instances))
