@@ -1,7 +1,13 @@
 """Throughput, overload and a burst, iris ONNX, with Debian's `wrk` as the load generator.
 
-    .venv/bin/python bench/load.py [--duration S] [--concurrency 1,8,32,128]
-        [--out bench/results/load.json] [--plot docs/burst.png]
+    .venv/bin/python bench/load.py [--model iris|minilm] [--duration S]
+        [--concurrency 1,8,32,128] [--out bench/results/load.json] [--plot docs/burst.png]
+
+--model minilm measures (a) only, for the MiniLM model folder (examples/minilm/build/minilm,
+Python runtime) at concurrency 1,8,32: one ten-word sentence as V2 `text` BYTES [1], against
+bench/baseline_minilm.py (the folder's own model.py, predict per request in the handler), and
+zeroserve with --max-instances 2 --concurrency 2, batching off and on (--max-batch-size 32
+--max-batch-delay-ms 5); it writes bench/results/load-minilm.json.
 
 Starts everything it measures on free 127.0.0.1 ports with temporary state dirs, and stops it.
 wrk (installed with apt-get if missing) runs on the same 2 cores as the servers it loads, with
