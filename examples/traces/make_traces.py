@@ -1,22 +1,25 @@
 """Write the two example traces (deterministic: a fixed seed), for `zeroserve simulate`:
 
-  diurnal.csv  one day: a rate that follows the sun, 0.005 req/s at night to 0.3 at noon
-  spiky.csv    six idle hours with three short spikes (30 s at 40 req/s)
+diurnal.csv  one day: a rate that follows the sun, 0.005 req/s at night to 0.3 at noon
+spiky.csv    six idle hours with three short spikes (30 s at 40 req/s)
 """
 
 from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
 
-def poisson(rng: random.Random, rate_at: object, start: float, end: float, peak: float) -> list[float]:
+def poisson(
+    rng: random.Random, rate_at: Callable[[float], float], start: float, end: float, peak: float
+) -> list[float]:
     """Arrival times of a Poisson process with a time-varying rate (thinning)."""
-    assert callable(rate_at)
-    times, t = [], start
+    times: list[float] = []
+    t = start
     while True:
         t += rng.expovariate(peak)
         if t >= end:
