@@ -64,6 +64,10 @@ class _Server:
         # onnxruntime and numpy release the GIL while they compute, so threads give real
         # overlap up to the per-instance concurrency the scaling policy allows.
         self._pool = ThreadPoolExecutor(max_workers=concurrency) if concurrency > 1 else None
+        if self._pool is not None:
+            # Start the first worker thread now, before READY: the first request should not
+            # pay for creating it (it is on the cold-start path).
+            self._pool.submit(int).result()
 
     def _send(self, buffers: list[bytes | memoryview]) -> None:
         with self._send_lock:
@@ -134,9 +138,10 @@ def run_instance(
             return 1
     else:
         predictor, timings = preloaded, {"fetch_ms": 0.0, "load_ms": 0.0}
+    server = _Server(sock, predictor, spec.concurrency)
     meta = {"pid": os.getpid(), "signature": predictor.signature.model_dump(), **timings}
     ipc.send_blocking(sock, ipc.encode(ipc.Kind.READY, 0, meta))
-    _Server(sock, predictor, spec.concurrency).serve()
+    server.serve()
     return 0
 
 
