@@ -65,6 +65,23 @@ class BenchError(Exception):
 # -- small helpers ---------------------------------------------------------------------------
 
 
+def run_bench(run: Callable[[], dict[str, Any]], finish: Callable[[dict[str, Any]], int]) -> int:
+    """Every bench's `main`: run it, note the load at the end, let it report (`finish` prints,
+    writes its files and returns the exit code); a BenchError is exit code 1."""
+    try:
+        result = run()
+    except BenchError as exc:
+        console.print(f"[red]benchmark failed:[/red] {exc}", highlight=False)
+        return 1
+    result["machine"]["loadavg_at_end"] = list(os.getloadavg())
+    return finish(result)
+
+
+def write_json(path: Path, result: dict[str, Any], **dump: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, **dump) + "\n")
+
+
 def utc_now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 

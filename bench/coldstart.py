@@ -58,7 +58,6 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib.util
-import json
 import math
 import os
 import sys
@@ -98,8 +97,10 @@ from _common import (
     model_status,
     parent_comm,
     phase,
+    run_bench,
     summarize,
     utc_now,
+    write_json,
     zeroserve_up,
 )
 from rich.console import Console
@@ -792,20 +793,18 @@ def _no_nan(value: Any) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        result = run(args)
-    except BenchError as exc:
-        console.print(f"[red]benchmark failed:[/red] {exc}", highlight=False)
-        return 1
-    result["machine"]["loadavg_at_end"] = list(os.getloadavg())
-    markdown = report(result)
-    result["markdown"] = markdown
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(_no_nan(result), indent=2, allow_nan=False) + "\n")
-    args.out.with_suffix(".md").write_text(markdown + "\n")
-    console.print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
-    failed = sum(s["failed"] for by_path in result["summary"].values() for s in by_path.values())
-    return 2 if failed else 0
+
+    def finish(result: dict[str, Any]) -> int:
+        markdown = report(result)
+        result["markdown"] = markdown
+        write_json(args.out, _no_nan(result), allow_nan=False)
+        args.out.with_suffix(".md").write_text(markdown + "\n")
+        console.print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
+        summary = result["summary"].values()
+        failed = sum(s["failed"] for by_path in summary for s in by_path.values())
+        return 2 if failed else 0
+
+    return run_bench(lambda: run(args), finish)
 
 
 if __name__ == "__main__":

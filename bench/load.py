@@ -43,7 +43,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -77,9 +76,11 @@ from _common import (
     histogram_totals,
     machine_info,
     model_status,
+    run_bench,
     serve,
     utc_now,
     wait_for_zero,
+    write_json,
     zeroserve_command,
     zeroserve_up,
 )  # fmt: skip
@@ -815,20 +816,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        result = run(args)
-    except BenchError as exc:
-        console.print(f"[red]benchmark failed:[/red] {exc}", highlight=False)
-        return 1
-    result["machine"]["loadavg_at_end"] = list(os.getloadavg())
-    report(result)
-    if "burst" in result:
-        plot_burst(result["burst"], args.plot, result["machine_line"])
-        console.print(f"wrote {args.plot}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    console.print(f"wrote {args.out}")
-    return 0
+
+    def finish(result: dict[str, Any]) -> int:
+        report(result)
+        if "burst" in result:
+            plot_burst(result["burst"], args.plot, result["machine_line"])
+            console.print(f"wrote {args.plot}")
+        write_json(args.out, result)
+        console.print(f"wrote {args.out}")
+        return 0
+
+    return run_bench(lambda: run(args), finish)
 
 
 if __name__ == "__main__":
