@@ -1,4 +1,5 @@
-"""`zeroserve up | deploy | ls | status | invoke | rm`."""
+"""`zeroserve up | deploy | ls | status | invoke | prewarm | simulate | rm`, and the
+`jobs`, `dead-letters` and `trigger` groups (cli_jobs.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
+from zeroserve.cli_jobs import dead_letters_app, jobs_app, trigger_app
 from zeroserve.client import ApiError, Client
 from zeroserve.settings import Settings, default_state_dir, default_url
 from zeroserve.spec import infer_runtime
@@ -62,7 +64,7 @@ def up(
     """Run the platform in the foreground."""
     import uvicorn
 
-    from zeroserve.gateway import create_app
+    from zeroserve.gateway.app import create_app
 
     try:
         settings = Settings.from_env(
@@ -400,6 +402,11 @@ def remove(name: str, url: UrlOption = "") -> None:
         except ApiError as exc:
             raise _fail(exc.message) from None
     console.print(f"removed [bold]{name}[/bold]")
+
+
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(dead_letters_app, name="dead-letters")
+app.add_typer(trigger_app, name="trigger")
 
 
 def main() -> None:

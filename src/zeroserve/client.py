@@ -97,3 +97,29 @@ class Client:
             content=json.dumps(body).encode(),
             headers={"content-type": "application/json"},
         )
+
+    # -- jobs --------------------------------------------------------------------------------
+
+    def submit_job(
+        self,
+        name: str,
+        body: bytes,
+        *,
+        version: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        path = f"/api/models/{name}" + (f"/versions/{version}" if version else "") + "/jobs"
+        headers = {"content-type": "application/json"}
+        if idempotency_key:
+            headers["idempotency-key"] = idempotency_key
+        result: dict[str, Any] = self.request("POST", path, content=body, headers=headers)
+        return result
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("GET", f"/api/jobs/{job_id}")
+        return result
+
+    def jobs(self, path: str = "/api/jobs", **params: Any) -> dict[str, Any]:
+        query = {k: v for k, v in params.items() if v is not None}
+        result: dict[str, Any] = self.request("GET", path, params=query)
+        return result

@@ -11,7 +11,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +21,7 @@ from zeroserve.instances.forking import ForkServerBackend
 from zeroserve.metering import Metrics
 from zeroserve.registry import ModelRecord, Registry, SqliteRegistry
 from zeroserve.routing import pick_version
+from zeroserve.routing.cache import ResponseCache, input_digest
 from zeroserve.scaling import Pool
 from zeroserve.scaling.pool import Result, instance_spec
 from zeroserve.scaling.warm import warm_target
@@ -77,6 +78,8 @@ class Platform:
         self._pools: dict[_Key, Pool] = {}
         self._deploy_lock = asyncio.Lock()
         self._prewarm: dict[_Key, tuple[int, float]] = {}  # floor, until (monotonic)
+        self._backlog_floor: dict[_Key, int] = {}  # instances wanted for queued jobs
+        self.cache = ResponseCache()
         self._warm_task: asyncio.Task[None] | None = None
         self.started_at = time.time()
 
@@ -174,6 +177,8 @@ class Platform:
                 created_at=time.time(),
                 snapshot=request.snapshot,
                 batching=request.batching,
+                cache=request.cache,
+                jobs=request.jobs,
             )
             self.registry.add_version(spec)
             record = self.registry.get(name)
@@ -240,6 +245,7 @@ class Platform:
         pools = [self._pools.pop(k) for k in doomed]
         await asyncio.gather(*(p.close() for p in pools), return_exceptions=True)
         await self.backend.forget_model(name)
+        self.cache.drop_model(name)
         self.registry.delete(name)
         log.info("removed %s", name)
 
@@ -256,9 +262,30 @@ class Platform:
         return spec
 
     async def infer(
-        self, spec: VersionSpec, inputs: Tensors, deadline_s: float | None = None
+        self,
+        spec: VersionSpec,
+        inputs: Tensors,
+        deadline_s: float | None = None,
+        *,
+        tenant: str = "default",
+        cacheable: bool = False,
     ) -> Result:
-        return await self._pool(spec).infer(inputs, deadline_s)
+        """Run one invocation; with `cacheable` and a cache policy on the version, a repeat
+        of an earlier request's inputs is answered from the response cache."""
+        policy = spec.cache if cacheable else None
+        if policy is None:
+            return await self._pool(spec).infer(inputs, deadline_s)
+        key = (spec.model, spec.version)
+        digest = input_digest(tenant, spec.model, spec.version, inputs)
+        hit = self.cache.get(key, digest)
+        counter = self.metrics.cache
+        if hit is not None:
+            counter.labels(spec.model, str(spec.version), "hit").inc()
+            return Result(hit, cold=False, instance_id="", batch_size=0, cache="hit")
+        counter.labels(spec.model, str(spec.version), "miss").inc()
+        result = await self._pool(spec).infer(inputs, deadline_s)
+        self.cache.put(key, policy, digest, result.outputs)
+        return replace(result, cache="miss")
 
     def _pool(self, spec: VersionSpec) -> Pool:
         key = _Key(spec.model, spec.version)
@@ -282,11 +309,14 @@ class Platform:
         # Warm pools (min_instances, schedules, prewarm) apply to versions that receive
         # traffic; a version that no longer does still answers requests addressed to it,
         # then scales to zero.
+        # Queued jobs hold instances for the version they were submitted to, routed or not.
+        key = _Key(spec.model, spec.version)
+        backlog = self._backlog_floor.get(key, 0)
         routed = {t.version for t in record.traffic if t.percent > 0}
         if spec.version not in routed:
-            return 0
-        prewarm, until = self._prewarm.get(_Key(spec.model, spec.version), (0, 0.0))
-        return warm_target(
+            return backlog
+        prewarm, until = self._prewarm.get(key, (0, 0.0))
+        warm = warm_target(
             spec.scaling.min_instances,
             spec.scaling.warm,
             datetime.now(),
@@ -294,6 +324,19 @@ class Platform:
             prewarm_until=until,
             now=time.monotonic(),
         )
+        return max(warm, backlog)
+
+    def set_backlog_floor(self, model: str, version: int, instances: int) -> None:
+        """Keep `instances` of a version up for its queued jobs (the queue-depth policy);
+        0 lets it scale to zero once idle."""
+        key = _Key(model, version)
+        if self._backlog_floor.get(key, 0) == instances or model not in self._models:
+            return
+        if instances > 0:
+            self._backlog_floor[key] = instances
+        else:
+            self._backlog_floor.pop(key, None)
+        self._apply_warm_pool(self._models[model])
 
     async def _warm_loop(self) -> None:
         """Re-evaluate warm targets: schedules open and close, prewarm floors expire."""
@@ -368,6 +411,10 @@ class Platform:
             out[(model, version)] = size
         return out
 
+    def version_instances(self, model: str, version: int) -> int:
+        pool = self._pools.get(_Key(model, version))
+        return pool.status()["instances"] if pool else 0
+
     def instance_count(self, name: str) -> int:
         return sum(p.status()["instances"] for k, p in self._pools.items() if k.model == name)
 
@@ -388,6 +435,8 @@ def version_view(spec: VersionSpec) -> dict[str, Any]:
         "python_class": spec.python_class,
         "snapshot": spec.snapshot,
         "batching": spec.batching.model_dump(),
+        "cache": spec.cache.model_dump() if spec.cache else None,
+        "jobs": spec.jobs.model_dump(),
         "signature": spec.signature.model_dump(),
         "created_at": spec.created_at,
     }

@@ -59,6 +59,18 @@ class Settings:
     instance_start: str = "fork"
     # Memory that snapshot templates may hold together (PSS); least recently used go first.
     snapshot_memory_mb: int = 1024
+    # -- asynchronous jobs --
+    # A leased job not renewed for this long is queued again (its worker is presumed dead).
+    job_visibility_s: float = 30.0
+    # Jobs running at once, over all versions (each version also at most its capacity).
+    job_max_in_flight: int = 256
+    # HMAC key for webhook signatures; default: a random key kept in the state dir.
+    webhook_secret: str = ""
+    webhook_max_attempts: int = 8
+    # First retry of a failed webhook or output write after up to this long (doubling).
+    delivery_backoff_s: float = 1.0
+    # How often triggers list their watched folders.
+    trigger_poll_s: float = 1.0
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -70,6 +82,12 @@ class Settings:
             artifact_store=os.environ.get("ZEROSERVE_ARTIFACT_STORE", ""),
             instance_start=os.environ.get("ZEROSERVE_INSTANCE_START", "fork"),
             snapshot_memory_mb=_env_int("ZEROSERVE_SNAPSHOT_MEMORY_MB", 1024),
+            job_visibility_s=_env_float("ZEROSERVE_JOB_VISIBILITY_S", 30.0),
+            job_max_in_flight=_env_int("ZEROSERVE_JOB_MAX_IN_FLIGHT", 256),
+            webhook_secret=os.environ.get("ZEROSERVE_WEBHOOK_SECRET", ""),
+            webhook_max_attempts=_env_int("ZEROSERVE_WEBHOOK_MAX_ATTEMPTS", 8),
+            delivery_backoff_s=_env_float("ZEROSERVE_DELIVERY_BACKOFF_S", 1.0),
+            trigger_poll_s=_env_float("ZEROSERVE_TRIGGER_POLL_S", 1.0),
         )
         given = {k: v for k, v in overrides.items() if v is not None}
         settings = replace(base, **given)  # type: ignore[arg-type]
@@ -87,8 +105,19 @@ class Settings:
             raise ValueError(f"start_timeout_s = {self.start_timeout_s} must be > 0")
         if self.instance_start not in ("fork", "spawn"):
             raise ValueError(f"instance_start = {self.instance_start!r} must be fork or spawn")
+        self._validate_jobs()
         if self.snapshot_memory_mb < 0:
             raise ValueError(f"snapshot_memory_mb = {self.snapshot_memory_mb} must be >= 0")
+
+    def _validate_jobs(self) -> None:
+        if self.job_visibility_s < 1:
+            raise ValueError(f"job_visibility_s = {self.job_visibility_s} must be >= 1")
+        if self.job_max_in_flight < 1:
+            raise ValueError(f"job_max_in_flight = {self.job_max_in_flight} must be >= 1")
+        if self.webhook_max_attempts < 1:
+            raise ValueError(f"webhook_max_attempts = {self.webhook_max_attempts} must be >= 1")
+        if self.trigger_poll_s <= 0 or self.delivery_backoff_s < 0:
+            raise ValueError("trigger_poll_s must be > 0 and delivery_backoff_s >= 0")
 
     @property
     def registry_path(self) -> Path:
@@ -97,6 +126,10 @@ class Settings:
     @property
     def artifact_store_uri(self) -> str:
         return self.artifact_store or (self.state_dir / "artifacts").resolve().as_uri()
+
+    @property
+    def jobs_path(self) -> Path:
+        return self.state_dir / "jobs.db"
 
     @property
     def cache_dir(self) -> Path:

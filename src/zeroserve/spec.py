@@ -19,7 +19,9 @@ __all__ = [
     "RUNTIMES",
     "ArtifactRef",
     "BatchingPolicy",
+    "CachePolicy",
     "DeployRequest",
+    "JobPolicy",
     "PrewarmRequest",
     "RuntimeName",
     "ScalingPolicy",
@@ -169,6 +171,27 @@ class BatchingPolicy(_Frozen):
         return self
 
 
+class CachePolicy(_Frozen):
+    """Response cache for synchronous inference, opt-in per version: a request whose inputs
+    equal an earlier one's (same tenant, model, version) gets the stored outputs without
+    touching an instance. Only for deterministic models."""
+
+    ttl_s: float = Field(3600.0, gt=0, le=30 * 24 * 3600)
+    max_entries: int = Field(100_000, ge=1, le=10_000_000)
+
+
+class JobPolicy(_Frozen):
+    """How asynchronous jobs of a version are retried and kept."""
+
+    # Attempts before a job goes to the dead-letter queue (1 = no retry).
+    max_attempts: int = Field(3, ge=1, le=100)
+    # Backoff before attempt n+1: uniform in [0, min(max, base * 2**(n-1))] (full jitter).
+    backoff_base_s: float = Field(1.0, ge=0, le=3600)
+    backoff_max_s: float = Field(60.0, ge=0, le=24 * 3600)
+    # How long a finished job (and its result) can be read.
+    result_ttl_s: float = Field(24 * 3600.0, gt=0, le=365 * 24 * 3600)
+
+
 class TensorSpec(_Frozen):
     """One named input or output of a model. A dimension of -1 accepts any size."""
 
@@ -227,6 +250,8 @@ class DeployRequest(_Frozen):
     # from in milliseconds; it costs its memory, within `zeroserve up --snapshot-memory`.
     snapshot: bool = False
     batching: BatchingPolicy = Field(default_factory=BatchingPolicy)  # type: ignore[arg-type]
+    cache: CachePolicy | None = None
+    jobs: JobPolicy = Field(default_factory=JobPolicy)  # type: ignore[arg-type]
 
 
 class VersionSpec(_Frozen):
@@ -247,6 +272,8 @@ class VersionSpec(_Frozen):
     created_at: float
     snapshot: bool = False
     batching: BatchingPolicy = Field(default_factory=BatchingPolicy)  # type: ignore[arg-type]
+    cache: CachePolicy | None = None
+    jobs: JobPolicy = Field(default_factory=JobPolicy)  # type: ignore[arg-type]
 
     def options(self) -> dict[str, Any]:
         """Runtime options that travel to the instance."""

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from starlette.routing import Route
 
-from zeroserve.gateway import create_app
+from zeroserve.gateway.app import create_app
 from zeroserve.settings import Settings
 
 pytestmark = pytest.mark.integration

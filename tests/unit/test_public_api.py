@@ -10,7 +10,8 @@ import pytest
 @pytest.mark.parametrize(
     "module",
     ["zeroserve.instances", "zeroserve.scaling", "zeroserve.registry", "zeroserve.artifacts",
-     "zeroserve.runtimes", "zeroserve.routing", "zeroserve.metering", "zeroserve.gateway"],
+     "zeroserve.runtimes", "zeroserve.routing", "zeroserve.metering", "zeroserve.gateway",
+     "zeroserve.jobs", "zeroserve.security"],
 )  # fmt: skip
 def test_all_names_exist(module: str) -> None:
     mod = importlib.import_module(module)

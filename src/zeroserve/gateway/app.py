@@ -10,10 +10,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from zeroserve.gateway import native, v1, v2
+from zeroserve.gateway import jobs, native, v1, v2
 from zeroserve.gateway.errors import exception_handlers
+from zeroserve.gateway.idempotency import Idempotency
 from zeroserve.gateway.openapi import DOCS_HTML, openapi_document
 from zeroserve.gateway.responses import json_response
+from zeroserve.jobs import SqliteJobQueue
+from zeroserve.jobs.service import JobService
 from zeroserve.platform import Platform
 from zeroserve.settings import Settings
 
@@ -33,16 +36,22 @@ def create_app(settings: Settings, platform: Platform | None = None) -> Starlett
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         core = platform or Platform(settings)
         app.state.platform = core
+        app.state.idempotency = Idempotency(core.settings.state_dir / "idempotency.db")
+        app.state.jobs = JobService(core, SqliteJobQueue(core.settings.jobs_path))
         await core.start()
+        await app.state.jobs.start()
         try:
             yield
         finally:
+            await app.state.jobs.close()
             await core.close()
+            app.state.idempotency.close()
 
     routes = [
         *v2.routes,
         *v1.routes,
         *native.routes,
+        *jobs.routes,
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/docs", docs, methods=["GET"]),
     ]

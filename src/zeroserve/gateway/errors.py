@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from zeroserve.artifacts import ArtifactError
 from zeroserve.instances import ModelError
+from zeroserve.jobs.queue import IdempotencyConflict, JobInputError, JobStateError
 from zeroserve.platform import DeployError, NotFound
 from zeroserve.registry import RegistryError
 from zeroserve.scaling import (
@@ -52,7 +53,8 @@ _RETRY = {"Retry-After": "1"}
 _STATUS: tuple[tuple[type[Exception] | tuple[type[Exception], ...], int, dict[str, str]], ...] = (
     (NotFound, 404, {}),
     (TensorError, 400, {}),
-    ((DeployError, RegistryError), 422, {}),
+    ((DeployError, RegistryError, IdempotencyConflict, JobInputError), 422, {}),
+    (JobStateError, 409, {}),
     (QueueFull, 429, _RETRY),
     ((DeadlineExceeded, InvocationTimeout), 504, {}),
     ((DeadlineUnmeetable, QueueTimeout, StartFailed, InstanceCrashed, PoolClosed), 503, _RETRY),

@@ -62,7 +62,7 @@ class Metered:
     async def infer(
         self, spec: VersionSpec, inputs: Tensors, deadline_s: float | None = None
     ) -> Result:
-        return await self.platform.infer(spec, inputs, deadline_s)
+        return await self.platform.infer(spec, inputs, deadline_s, cacheable=True)
 
     def fail(self, exc: Exception) -> ApiError:
         err = to_api_error(exc)
@@ -81,7 +81,10 @@ class Metered:
 
 def result_headers(result: Result) -> dict[str, str]:
     """What every inference response says about how it was served."""
-    return {
+    headers = {
         "x-zeroserve-cold-start": "true" if result.cold else "false",
         "x-zeroserve-batch-size": str(result.batch_size),
     }
+    if result.cache is not None:
+        headers["x-zeroserve-cache"] = result.cache
+    return headers

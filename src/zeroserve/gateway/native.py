@@ -18,7 +18,7 @@ from zeroserve.gateway.responses import json_response, platform_of
 from zeroserve.platform import version_view
 from zeroserve.spec import DeployRequest, PrewarmRequest, TrafficSplit
 
-__all__ = ["routes", "validation_message"]
+__all__ = ["json_model", "routes", "validation_message"]
 
 
 def validation_message(exc: ValidationError) -> str:
@@ -29,7 +29,7 @@ def validation_message(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-async def _json_body(request: Request, model: type[BaseModel], allow_empty: bool = False) -> Any:
+async def json_model(request: Request, model: type[BaseModel], allow_empty: bool = False) -> Any:
     body = await read_body(request, 1024 * 1024)
     try:
         doc = json.loads(body) if body.strip() else ({} if allow_empty else None)
@@ -61,7 +61,7 @@ async def upload_artifact(request: Request) -> Response:
 
 async def deploy(request: Request) -> Response:
     name = request.path_params["name"]
-    deploy_request = await _json_body(request, DeployRequest)
+    deploy_request = await json_model(request, DeployRequest)
     try:
         spec = await platform_of(request).deploy(name, deploy_request)
     except Exception as exc:
@@ -96,7 +96,7 @@ class _TrafficBody(BaseModel):
 
 async def set_traffic(request: Request) -> Response:
     name = request.path_params["name"]
-    body = await _json_body(request, _TrafficBody)
+    body = await json_model(request, _TrafficBody)
     try:
         platform_of(request).set_traffic(name, body.traffic)
         return json_response(platform_of(request).status(name))
@@ -105,7 +105,7 @@ async def set_traffic(request: Request) -> Response:
 
 
 async def prewarm(request: Request) -> Response:
-    body = await _json_body(request, PrewarmRequest, allow_empty=True)
+    body = await json_model(request, PrewarmRequest, allow_empty=True)
     try:
         result = await platform_of(request).prewarm(
             request.path_params["name"], body.instances, body.duration_s

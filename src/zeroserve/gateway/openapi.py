@@ -17,7 +17,7 @@ from zeroserve.spec import (
     TrafficSplit,
 )
 
-__all__ = ["DOCS_HTML", "openapi_document"]
+__all__ = ["DOCS_HTML", "errors_for", "json_ok", "op", "openapi_document", "ref"]
 
 _ERROR = {
     "type": "object",
@@ -123,45 +123,47 @@ _MODEL_STATUS = {
 }
 
 
-def _ref(name: str) -> dict[str, str]:
+def ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+def json_ok(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _errors(*codes: int) -> dict[str, Any]:
+def errors_for(*codes: int) -> dict[str, Any]:
     text = {
         400: "Malformed request or tensors that do not match the model",
         404: "Unknown model, version or route",
         405: "Method not allowed",
+        409: "The job is not in a state that allows it (e.g. cancelling a running job)",
         413: "Body over the size limit",
         415: "Content type cannot carry a tensor request",
         422: "Valid JSON that cannot be acted on (e.g. a model that fails to load)",
+        429: "Queue full: come back after Retry-After",
         503: "No instance could serve in time (has Retry-After)",
         504: "The model did not answer within its timeout",
     }
-    return {str(c): _json(_ref("Error"), text[c]) for c in codes}
+    return {str(c): json_ok(ref("Error"), text[c]) for c in codes}
 
 
-def _op(
+def op(
     summary: str,
     tag: str,
     ok: dict[str, Any],
     *,
     body: dict[str, Any] | None = None,
     errors: tuple[int, ...] = (),
-    params: tuple[str, ...] = (),
+    params: tuple[str | dict[str, Any], ...] = (),
     ok_code: str = "200",
 ) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": summary,
         "tags": [tag],
-        "responses": {ok_code: ok, **_errors(*errors)},
+        "responses": {ok_code: ok, **errors_for(*errors)},
     }
     if params:
-        op["parameters"] = [_PARAMS[p] for p in params]
+        op["parameters"] = [_PARAMS[p] if isinstance(p, str) else p for p in params]
     if body is not None:
         op["requestBody"] = body
     return op
@@ -174,6 +176,13 @@ _PARAMS = {
         "required": True,
         "schema": {"type": "string", "pattern": MODEL_NAME_PATTERN},
     },
+    "idempotency": {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "description": "A retried request with this key gets the first response (24 h).",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    },
     "version": {
         "name": "version",
         "in": "path",
@@ -185,7 +194,7 @@ _PARAMS = {
 _INFER_BODY = {
     "required": True,
     "content": {
-        "application/json": {"schema": _ref("InferRequest")},
+        "application/json": {"schema": ref("InferRequest")},
         "application/octet-stream": {
             "schema": {
                 "type": "string",
@@ -199,10 +208,10 @@ _INFER_BODY = {
 
 
 def _paths() -> dict[str, Any]:
-    infer_errors = (400, 404, 413, 415, 422, 503, 504)
-    infer_ok = _json(_ref("InferResponse"), "Inference result")
-    meta_ok = _json(_ref("ModelMetadata"), "Model metadata")
-    ready_ok = _json(
+    infer_errors = (400, 404, 413, 415, 422, 429, 503, 504)
+    infer_ok = json_ok(ref("InferResponse"), "Inference result")
+    meta_ok = json_ok(ref("ModelMetadata"), "Model metadata")
+    ready_ok = json_ok(
         {
             "type": "object",
             "properties": {"name": {"type": "string"}, "ready": {"type": "boolean"}},
@@ -211,37 +220,39 @@ def _paths() -> dict[str, Any]:
     )
     v2 = "Open Inference Protocol V2"
     return {
-        "/v2/health/live": {"get": _op("Server liveness", v2, _json({"type": "object", "properties": {"live": {"type": "boolean"}}}, "Live"))},
-        "/v2/health/ready": {"get": _op("Server readiness", v2, _json({"type": "object", "properties": {"ready": {"type": "boolean"}}}, "Ready"))},
-        "/v2": {"get": _op("Server metadata", v2, _json({"type": "object"}, "Name, version, extensions"))},
-        "/v2/repository/index": {"post": _op("Model repository index", v2, _json({"type": "array", "items": {"type": "object"}}, "Every deployed version"), body={"required": False, "content": {"application/json": {"schema": {"type": "object", "properties": {"ready": {"type": "boolean"}}}}}}, errors=(400,))},
-        "/v2/models/{name}": {"get": _op("Model metadata (traffic's latest version)", v2, meta_ok, errors=(404,), params=("name",))},
-        "/v2/models/{name}/ready": {"get": _op("Model readiness", v2, ready_ok, errors=(404,), params=("name",))},
-        "/v2/models/{name}/infer": {"post": _op("Infer (version chosen by the traffic policy)", v2, infer_ok, body=_INFER_BODY, errors=infer_errors, params=("name",))},
-        "/v2/models/{name}/versions/{version}": {"get": _op("Version metadata", v2, meta_ok, errors=(404,), params=("name", "version"))},
-        "/v2/models/{name}/versions/{version}/ready": {"get": _op("Version readiness", v2, ready_ok, errors=(404,), params=("name", "version"))},
-        "/v2/models/{name}/versions/{version}/infer": {"post": _op("Infer on one version", v2, infer_ok, body=_INFER_BODY, errors=infer_errors, params=("name", "version"))},
-        "/": {"get": _op("V1 server liveness", "V1", _json({"type": "object", "properties": {"status": {"type": "string"}}}, "alive"))},
-        "/v1/models": {"get": _op("V1 model list", "V1", _json({"type": "object", "properties": {"models": {"type": "array", "items": {"type": "string"}}}}, "Model names"))},
-        "/v1/models/{name}": {"get": _op("V1 model status", "V1", ready_ok, errors=(404,), params=("name",))},
-        "/v1/models/{name}:predict": {"post": _op("V1 predict", "V1", _json(_V1_RESPONSE, "Predictions"), body={"required": True, "content": {"application/json": {"schema": _V1_REQUEST}}}, errors=(400, 404, 413, 415, 422, 503, 504), params=("name",))},
-        "/api/artifacts": {"put": _op("Upload an artifact (raw bytes); content-addressed", "Native", _json({"type": "object", "properties": {"sha256": {"type": "string"}, "size": {"type": "integer"}}}, "Stored"), body={"required": True, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}, errors=(413,), ok_code="201")},
-        "/api/models": {"get": _op("List models with their status", "Native", _json({"type": "object", "properties": {"models": {"type": "array", "items": _ref("ModelStatus")}}}, "Models"))},
+        "/v2/health/live": {"get": op("Server liveness", v2, json_ok({"type": "object", "properties": {"live": {"type": "boolean"}}}, "Live"))},
+        "/v2/health/ready": {"get": op("Server readiness", v2, json_ok({"type": "object", "properties": {"ready": {"type": "boolean"}}}, "Ready"))},
+        "/v2": {"get": op("Server metadata", v2, json_ok({"type": "object"}, "Name, version, extensions"))},
+        "/v2/repository/index": {"post": op("Model repository index", v2, json_ok({"type": "array", "items": {"type": "object"}}, "Every deployed version"), body={"required": False, "content": {"application/json": {"schema": {"type": "object", "properties": {"ready": {"type": "boolean"}}}}}}, errors=(400,))},
+        "/v2/models/{name}": {"get": op("Model metadata (traffic's latest version)", v2, meta_ok, errors=(404,), params=("name",))},
+        "/v2/models/{name}/ready": {"get": op("Model readiness", v2, ready_ok, errors=(404,), params=("name",))},
+        "/v2/models/{name}/infer": {"post": op("Infer (version chosen by the traffic policy)", v2, infer_ok, body=_INFER_BODY, errors=infer_errors, params=("name", "idempotency"))},
+        "/v2/models/{name}/versions/{version}": {"get": op("Version metadata", v2, meta_ok, errors=(404,), params=("name", "version"))},
+        "/v2/models/{name}/versions/{version}/ready": {"get": op("Version readiness", v2, ready_ok, errors=(404,), params=("name", "version"))},
+        "/v2/models/{name}/versions/{version}/infer": {"post": op("Infer on one version", v2, infer_ok, body=_INFER_BODY, errors=infer_errors, params=("name", "version", "idempotency"))},
+        "/": {"get": op("V1 server liveness", "V1", json_ok({"type": "object", "properties": {"status": {"type": "string"}}}, "alive"))},
+        "/v1/models": {"get": op("V1 model list", "V1", json_ok({"type": "object", "properties": {"models": {"type": "array", "items": {"type": "string"}}}}, "Model names"))},
+        "/v1/models/{name}": {"get": op("V1 model status", "V1", ready_ok, errors=(404,), params=("name",))},
+        "/v1/models/{name}:predict": {"post": op("V1 predict", "V1", json_ok(_V1_RESPONSE, "Predictions"), body={"required": True, "content": {"application/json": {"schema": _V1_REQUEST}}}, errors=(400, 404, 413, 415, 422, 503, 504), params=("name", "idempotency"))},
+        "/api/artifacts": {"put": op("Upload an artifact (raw bytes); content-addressed", "Native", json_ok({"type": "object", "properties": {"sha256": {"type": "string"}, "size": {"type": "integer"}}}, "Stored"), body={"required": True, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}, errors=(413,), ok_code="201")},
+        "/api/models": {"get": op("List models with their status", "Native", json_ok({"type": "object", "properties": {"models": {"type": "array", "items": ref("ModelStatus")}}}, "Models"))},
         "/api/models/{name}": {
-            "get": _op("Model status: versions, traffic, live instances", "Native", _json(_ref("ModelStatus"), "Status"), errors=(404,), params=("name",)),
-            "delete": _op("Remove a model, its versions and instances", "Native", _json({"type": "object", "properties": {"deleted": {"type": "string"}}}, "Removed"), errors=(404,), params=("name",)),
+            "get": op("Model status: versions, traffic, live instances", "Native", json_ok(ref("ModelStatus"), "Status"), errors=(404,), params=("name",)),
+            "delete": op("Remove a model, its versions and instances", "Native", json_ok({"type": "object", "properties": {"deleted": {"type": "string"}}}, "Removed"), errors=(404,), params=("name",)),
         },
-        "/api/models/{name}/versions": {"post": _op("Deploy a new immutable version", "Native", _json({"type": "object"}, "The new version"), body={"required": True, "content": {"application/json": {"schema": _ref("DeployRequest")}}}, errors=(400, 422), params=("name",), ok_code="201")},
-        "/api/models/{name}/versions/{version}": {"get": _op("One version's spec", "Native", _json({"type": "object"}, "Version"), errors=(404,), params=("name", "version"))},
-        "/api/models/{name}/traffic": {"put": _op("Set the traffic split", "Native", _json(_ref("ModelStatus"), "Status"), body={"required": True, "content": {"application/json": {"schema": {"type": "object", "required": ["traffic"], "properties": {"traffic": {"type": "array", "items": _ref("TrafficSplit")}}}}}}, errors=(400, 404, 422), params=("name",))},
-        "/api/models/{name}/prewarm": {"post": _op("Start instances now for a predictable peak", "Native", _json({"type": "object", "properties": {"model": {"type": "string"}, "version": {"type": "integer"}, "instances": {"type": "integer"}, "until": {"type": "number"}}}, "Instances serving"), body={"required": False, "content": {"application/json": {"schema": _ref("PrewarmRequest")}}}, errors=(400, 404, 422), params=("name",))},
-        "/metrics": {"get": _op("Prometheus metrics", "Operations", {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}})},
-        "/openapi.json": {"get": _op("This document", "Operations", _json({"type": "object"}, "OpenAPI 3.1"))},
-        "/docs": {"get": _op("Interactive API docs", "Operations", {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}})},
+        "/api/models/{name}/versions": {"post": op("Deploy a new immutable version", "Native", json_ok({"type": "object"}, "The new version"), body={"required": True, "content": {"application/json": {"schema": ref("DeployRequest")}}}, errors=(400, 422), params=("name",), ok_code="201")},
+        "/api/models/{name}/versions/{version}": {"get": op("One version's spec", "Native", json_ok({"type": "object"}, "Version"), errors=(404,), params=("name", "version"))},
+        "/api/models/{name}/traffic": {"put": op("Set the traffic split", "Native", json_ok(ref("ModelStatus"), "Status"), body={"required": True, "content": {"application/json": {"schema": {"type": "object", "required": ["traffic"], "properties": {"traffic": {"type": "array", "items": ref("TrafficSplit")}}}}}}, errors=(400, 404, 422), params=("name",))},
+        "/api/models/{name}/prewarm": {"post": op("Start instances now for a predictable peak", "Native", json_ok({"type": "object", "properties": {"model": {"type": "string"}, "version": {"type": "integer"}, "instances": {"type": "integer"}, "until": {"type": "number"}}}, "Instances serving"), body={"required": False, "content": {"application/json": {"schema": ref("PrewarmRequest")}}}, errors=(400, 404, 422), params=("name",))},
+        "/metrics": {"get": op("Prometheus metrics", "Operations", {"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}})},
+        "/openapi.json": {"get": op("This document", "Operations", json_ok({"type": "object"}, "OpenAPI 3.1"))},
+        "/docs": {"get": op("Interactive API docs", "Operations", {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}})},
     }  # fmt: skip
 
 
 def openapi_document() -> dict[str, Any]:
+    from zeroserve.gateway.openapi_jobs import JOB_SCHEMAS, job_paths
+
     deploy = DeployRequest.model_json_schema(ref_template="#/components/schemas/{model}")
     defs = deploy.pop("$defs", {})
     return {
@@ -251,7 +262,7 @@ def openapi_document() -> dict[str, Any]:
             "version": __version__,
             "description": "Serverless inference: Open Inference Protocol V2, V1 and a native API.",
         },
-        "paths": _paths(),
+        "paths": {**_paths(), **job_paths()},
         "components": {
             "schemas": {
                 "Error": _ERROR,
@@ -264,6 +275,7 @@ def openapi_document() -> dict[str, Any]:
                 "DeployRequest": deploy,
                 "TrafficSplit": TrafficSplit.model_json_schema(),
                 "PrewarmRequest": PrewarmRequest.model_json_schema(),
+                **JOB_SCHEMAS,
                 **defs,
             }
         },

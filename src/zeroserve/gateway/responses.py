@@ -9,9 +9,13 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from zeroserve.gateway.idempotency import Idempotency
 from zeroserve.platform import Platform
 
-__all__ = ["json_response", "platform_of"]
+__all__ = ["DEFAULT_TENANT", "idempotency_of", "json_response", "platform_of"]
+
+# Until tenants and keys exist, everything belongs to one tenant.
+DEFAULT_TENANT = "default"
 
 
 def json_response(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -22,3 +26,8 @@ def json_response(doc: Any, status: int = 200, headers: dict[str, str] | None = 
 def platform_of(request: Request) -> Platform:
     platform: Platform = request.app.state.platform
     return platform
+
+
+def idempotency_of(request: Request) -> Idempotency:
+    store: Idempotency = request.app.state.idempotency
+    return store

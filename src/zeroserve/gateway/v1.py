@@ -10,8 +10,10 @@ from zeroserve.gateway import codec_v1
 from zeroserve.gateway.body import check_content_type, read_body
 from zeroserve.gateway.codec_v2 import validate
 from zeroserve.gateway.errors import to_api_error
+from zeroserve.gateway.idempotency import idempotency_key, request_digest
 from zeroserve.gateway.invoke import DEADLINE_HEADER, Metered, parse_deadline, result_headers
-from zeroserve.gateway.responses import json_response, platform_of
+from zeroserve.gateway.responses import DEFAULT_TENANT, idempotency_of, json_response, platform_of
+from zeroserve.spec import VersionSpec
 
 __all__ = ["routes"]
 
@@ -41,18 +43,27 @@ async def predict(request: Request) -> Response:
         check_content_type(request)
         spec = meter.route(request.path_params["name"], None)
         body = await read_body(request, platform.settings.max_body_bytes)
-        inputs, rows = codec_v1.decode_request(body, spec.signature)
-        validate(inputs, spec.signature)
-        result = await meter.infer(
-            spec, inputs, parse_deadline(request.headers.get(DEADLINE_HEADER))
+        key = idempotency_key(request)
+        if key is None:
+            return await _predict(request, meter, spec, body)
+        return await idempotency_of(request).run(
+            DEFAULT_TENANT,
+            key,
+            request_digest(request, body),
+            lambda: _predict(request, meter, spec, body),
         )
-        payload = codec_v1.encode_response(result.outputs, rows)
     except Exception as exc:
         raise meter.fail(exc) from None
     finally:
         meter.done()
-    headers = result_headers(result)
-    return Response(payload, headers=headers, media_type="application/json")
+
+
+async def _predict(request: Request, meter: Metered, spec: VersionSpec, body: bytes) -> Response:
+    inputs, rows = codec_v1.decode_request(body, spec.signature)
+    validate(inputs, spec.signature)
+    result = await meter.infer(spec, inputs, parse_deadline(request.headers.get(DEADLINE_HEADER)))
+    payload = codec_v1.encode_response(result.outputs, rows)
+    return Response(payload, headers=result_headers(result), media_type="application/json")
 
 
 routes = [

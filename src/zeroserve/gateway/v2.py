@@ -13,6 +13,7 @@ from zeroserve import __version__
 from zeroserve.gateway import codec_v2
 from zeroserve.gateway.body import check_content_type, read_body
 from zeroserve.gateway.errors import ApiError, to_api_error
+from zeroserve.gateway.idempotency import idempotency_key, request_digest
 from zeroserve.gateway.invoke import (
     DEADLINE_HEADER,
     Metered,
@@ -20,7 +21,7 @@ from zeroserve.gateway.invoke import (
     parse_version,
     result_headers,
 )
-from zeroserve.gateway.responses import json_response, platform_of
+from zeroserve.gateway.responses import DEFAULT_TENANT, idempotency_of, json_response, platform_of
 from zeroserve.platform import Platform
 from zeroserve.spec import VersionSpec
 
@@ -100,19 +101,29 @@ async def infer(request: Request) -> Response:
         version = parse_version(request.path_params.get("version"))
         spec = meter.route(request.path_params["name"], version)
         body = await read_body(request, platform.settings.max_body_bytes)
-        req = codec_v2.decode_request(body, request.headers.get(codec_v2.HEADER_LENGTH))
-        codec_v2.validate(req.inputs, spec.signature)
-        codec_v2.check_requested_outputs(req.outputs, spec.signature)
-        result = await meter.infer(
-            spec, req.inputs, parse_deadline(request.headers.get(DEADLINE_HEADER))
-        )
-        payload, header_length = codec_v2.encode_response(
-            spec.model, spec.version, req, result.outputs
+        key = idempotency_key(request)
+        if key is None:
+            return await _infer(request, meter, spec, body)
+        return await idempotency_of(request).run(
+            DEFAULT_TENANT,
+            key,
+            request_digest(request, body),
+            lambda: _infer(request, meter, spec, body),
         )
     except Exception as exc:
         raise meter.fail(exc) from None
     finally:
         meter.done()
+
+
+async def _infer(request: Request, meter: Metered, spec: VersionSpec, body: bytes) -> Response:
+    req = codec_v2.decode_request(body, request.headers.get(codec_v2.HEADER_LENGTH))
+    codec_v2.validate(req.inputs, spec.signature)
+    codec_v2.check_requested_outputs(req.outputs, spec.signature)
+    result = await meter.infer(
+        spec, req.inputs, parse_deadline(request.headers.get(DEADLINE_HEADER))
+    )
+    payload, header_length = codec_v2.encode_response(spec.model, spec.version, req, result.outputs)
     headers = result_headers(result)
     if header_length is None:
         return Response(payload, headers=headers, media_type="application/json")

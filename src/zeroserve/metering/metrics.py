@@ -107,6 +107,38 @@ class Metrics:
             registry=r,
         )
 
+        self.jobs = Counter(
+            "zeroserve_jobs",
+            "Asynchronous job events: submitted, succeeded, retried, dead, cancelled.",
+            ["model", "event"],
+            registry=r,
+        )
+        self.job_queue_seconds = Histogram(
+            "zeroserve_job_queue_seconds",
+            "Time from a job's submission to the start of its first attempt.",
+            ["model"],
+            buckets=(*_LATENCY_BUCKETS, 60.0, 300.0, 900.0, 3600.0),
+            registry=r,
+        )
+        self.job_backlog = Gauge(
+            "zeroserve_job_backlog",
+            "Jobs waiting to run (queued, or failed and waiting for a retry).",
+            ["model", "version"],
+            registry=r,
+        )
+        self.deliveries = Counter(
+            "zeroserve_job_deliveries",
+            "Webhook posts and trigger output writes, by kind and result (ok, retry, failed).",
+            ["kind", "result"],
+            registry=r,
+        )
+        self.cache = Counter(
+            "zeroserve_response_cache",
+            "Response cache lookups for synchronous inference, by result (hit, miss).",
+            ["model", "version", "result"],
+            registry=r,
+        )
+
     def set_snapshot_memory(self, sizes: dict[tuple[str, str], int]) -> None:
         self.snapshot_memory.clear()
         for (model, version), size in sizes.items():

@@ -108,6 +108,7 @@ class Result:
     cold: bool  # the invocation waited for an instance to start
     instance_id: str
     batch_size: int = 1  # requests that shared the model call
+    cache: str | None = None  # "hit" or "miss" when the version has a response cache
 
 
 def _stack(batch: list[_Invocation]) -> Tensors:
