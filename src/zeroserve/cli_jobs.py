@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from zeroserve.client import ApiError, Client
 from zeroserve.settings import default_url
@@ -70,7 +70,8 @@ def _body(data: str | None, file: Path | None, webhook: str | None, priority: in
 
 
 def _table(jobs: list[dict[str, Any]]) -> Table:
-    table = Table("id", "model", "version", "status", "attempts", "created", "error")
+    table = Table("model", "version", "status", "attempts", "created", "error")
+    table.columns.insert(0, Column("id", no_wrap=True, min_width=32))  # ids are copied whole
     for j in jobs:
         created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(j["created_at"]))
         error = (j.get("error") or "")[:60]
