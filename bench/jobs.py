@@ -22,7 +22,8 @@ stopped again (also on errors). Jobs go in with `POST /api/models/NAME/jobs` (a 
       &limit=1` until nothing is left, then reads every job back. Queue latency = started_at -
       created_at (under a burst this is mostly the backlog ahead of a job), end to end =
       finished_at - created_at. `zeroserve_job_queue_seconds` deltas in /metrics cross-check
-      the mean.
+      the mean. Also recorded: the jobs not yet finished at the last 202 (near 0: the runner
+      kept up, and jobs/s is the submit rate) and the CPU the gateway process used per job.
 (b) Recovery. Per run a fresh `zeroserve up` and a slow Python model written to the temporary
     dir (`slow`: x INT64 [-1, 1] -> y = 2x + 1 after sleeping `--slow-ms`, appending every x
     it computed to a log file), `--max-instances 2 --concurrency 2`. `--recovery-jobs` jobs
@@ -30,15 +31,19 @@ stopped again (also on errors). Jobs go in with `POST /api/models/NAME/jobs` (a 
     order has succeeded, the gateway process gets SIGKILL (its instance processes are checked
     to be gone), and `zeroserve up` is started again on the same state dir and port. Timed
     from that restart command: the platform answering /v2/health/live and /ready, the first
-    and last reclaimed job (one with a lost attempt) finishing, and every job finished. Then it
+    and last reclaimed job (one with a lost attempt) finishing, and every job finished (the
+    first start, on the empty state dir, is timed the same way for comparison). Then it
     checks that every job ended succeeded exactly once: all N succeeded, none dead or failed,
     each job's own result (y = 2x + 1, read with GET /api/jobs/ID), and from the model's log
     that every x was computed, and computed twice only for jobs that lost an attempt.
 
-Reported figures are medians over the runs. The machine may be shared: each phase records
+`--quick` is a smoke run of about 15-30 s (100 jobs per burst, 1 run, 10 trickle jobs, 60
+recovery jobs; writes bench/results/jobs-quick.json); the defaults take about a minute on 2
+cores. Reported figures are medians over the runs. The machine may be shared: each phase records
 how many cores other processes kept busy meanwhile (from /proc). Prints tables, writes JSON
 (machine, git, settings, every run, medians). Exits 0, 1 if the run could not be made, 2 if a
-check failed (a job not succeeded exactly once, a wrong result, an instance surviving the kill).
+check failed (a job not succeeded exactly once, a wrong result, an instance surviving the kill,
+no job running at the kill).
 """
 
 from __future__ import annotations
@@ -367,6 +372,7 @@ async def burst(server: Served, cfg: Config, args: argparse.Namespace) -> dict[s
     last = max(j["finished_at"] for j in listed if j["finished_at"] is not None)
     wall_s = last - sub.t0_epoch
     ack_s = sub.t_acked - sub.t0
+    acked_epoch = sub.t0_epoch + ack_s
     return {
         "jobs": len(listed),
         "submit_s": ack_s,
@@ -374,6 +380,12 @@ async def burst(server: Served, cfg: Config, args: argparse.Namespace) -> dict[s
         "wall_s": wall_s,
         "jobs_per_s": len(listed) / wall_s,
         "seen_done_s": seen - sub.t0,  # when the polling client saw it (poll granularity)
+        # The backlog left once everything was acknowledged, and how long it took to drain:
+        # small when the runner keeps up with submission (jobs/s is then the submit rate).
+        "unfinished_at_last_ack": sum(
+            1 for j in listed if j["finished_at"] is None or j["finished_at"] > acked_epoch
+        ),
+        "drain_after_last_ack_s": last - acked_epoch,
         "statuses": statuses(listed),
         "retried": retried(listed),
         "peak_instances": peak[0],
@@ -414,7 +426,8 @@ def summarize_config(
             if args.trickle_jobs:
                 med[f"trickle_{piece[:-3]}_{q}_ms"] = median_of(runs, "trickle", piece, q)
     med["peak_instances"] = median_of(runs, "burst", "peak_instances")
-    med["gateway_cpu_ms_per_job"] = median_of(runs, "burst", "gateway_cpu_ms_per_job")
+    for k in ("gateway_cpu_ms_per_job", "client_cpu_ms_per_job", "unfinished_at_last_ack"):
+        med[k] = median_of(runs, "burst", k)
     med["other_cores"] = median_of(runs, "cpu", "other_cores")
     not_ok = sum(
         n for r in runs for part in ("burst", "trickle") if part in r
@@ -730,23 +743,27 @@ def throughput_table(result: dict[str, Any]) -> Table:
         f" {s['runs']} runs (latency ms)"
     )
     head = ["deployment", "jobs/s", "acks/s", "queue p50", "queue p95", "e2e p50", "e2e p95",
-            "trickle queue p50 / p95", "inst", "gateway CPU ms/job", "other cores"]  # fmt: skip
+            "trickle queue p50/p95", "left at last ack", "inst", "gateway CPU ms/job",
+            "other cores"]  # fmt: skip
     for i, col in enumerate(head):
         table.add_column(col, justify="left" if i == 0 else "right")
     for c in result["throughput"]["configs"].values():
         m = c["median"]
         table.add_row(
-            f"{c['model']} (max {c['max_instances']}, {c['capacity_in_flight']} in flight)",
+            f"{c['model']}: {c['capacity_in_flight']} in flight",
             _n(m["jobs_per_s"]), _n(m["acks_per_s"]), _n(m["queue_p50_ms"], 1),
             _n(m["queue_p95_ms"], 1), _n(m["e2e_p50_ms"], 1), _n(m["e2e_p95_ms"], 1),
-            f"{_n(m.get('trickle_queue_p50_ms', math.nan), 1)} /"
-            f" {_n(m.get('trickle_queue_p95_ms', math.nan), 1)}",
-            _n(m["peak_instances"]), _n(m["gateway_cpu_ms_per_job"], 2), _n(m["other_cores"], 2),
+            f"{_n(m.get('trickle_queue_p50_ms', math.nan), 1)}/"
+            f"{_n(m.get('trickle_queue_p95_ms', math.nan), 1)}",
+            _n(m["unfinished_at_last_ack"]), _n(m["peak_instances"]),
+            _n(m["gateway_cpu_ms_per_job"], 2), _n(m["other_cores"], 2),
         )  # fmt: skip
     table.caption = (
         "jobs/s: first submit -> last finished_at; acks/s: first submit -> last 202; queue:"
         " created_at -> started_at; e2e: created_at -> finished_at; trickle:"
-        f" {s['trickle_jobs']} jobs at {s['trickle_rate']:g}/s; inst: peak instances seen"
+        f" {s['trickle_jobs']} jobs at {s['trickle_rate']:g}/s; left at last ack: jobs not"
+        " finished when the last 202 came (small: the runner kept up, jobs/s is the submit"
+        " rate); inst: peak instances seen; gateway CPU: the gateway process alone"
     )
     return table
 
@@ -798,7 +815,7 @@ def report(result: dict[str, Any]) -> None:
         highlight=False,
         soft_wrap=True,
     )
-    out = console if console.is_terminal else Console(width=160)
+    out = console if console.is_terminal else Console(width=180)
     if "throughput" in result:
         out.print(throughput_table(result))
     if "recovery" in result:
@@ -821,6 +838,11 @@ def problems(result: dict[str, Any]) -> list[str]:
                     f" wrong results {r['wrong_results'][:10]}, never computed"
                     f" {r['never_computed'][:10]}, computed twice without a lost attempt"
                     f" {r['computed_twice_without_lost_attempt'][:10]}"
+                )
+            if not r["lost_attempts"]:
+                found.append(
+                    f"recovery run {r['run'] + 1}: no job lost an attempt to the kill, so nothing"
+                    " was reclaimed (raise --recovery-jobs or --slow-ms, or lower --kill-at)"
                 )
             if r["kill"]["survivors"]:
                 found.append(
