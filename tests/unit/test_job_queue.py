@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from zeroserve.jobs import IdempotencyConflict, JobStateError, NewJob, SqliteJobQueue, Trigger
-from zeroserve.jobs.queue import TriggerFile
+from zeroserve.jobs.queue import Lease, TriggerFile
 from zeroserve.jobs.retry import backoff_s, next_attempt_at
 
 
@@ -27,6 +27,17 @@ def new_job(model: str = "m", version: int = 1, **overrides: object) -> NewJob:
     }
     fields.update(overrides)
     return NewJob(**fields)  # type: ignore[arg-type]
+
+
+def lease1(
+    q: SqliteJobQueue,
+    owner: str,
+    now: float,
+    visibility_s: float,
+    exclude: set[tuple[str, int]],
+) -> Lease | None:
+    found = q.lease(owner, now, visibility_s, exclude)
+    return found[0] if found else None
 
 
 @pytest.fixture
@@ -51,7 +62,7 @@ def test_lease_takes_highest_priority_then_oldest(queue: SqliteJobQueue) -> None
     high, _ = queue.submit(new_job(priority=5), now=2.0)
     low2, _ = queue.submit(new_job(priority=0), now=3.0)
     order = []
-    while lease := queue.lease("w", now=10.0, visibility_s=30, exclude=set()):
+    while lease := lease1(queue, "w", now=10.0, visibility_s=30, exclude=set()):
         order.append(lease.job.id)
     assert order == [high.id, low.id, low2.id]
 
@@ -59,20 +70,37 @@ def test_lease_takes_highest_priority_then_oldest(queue: SqliteJobQueue) -> None
 def test_lease_skips_excluded_versions(queue: SqliteJobQueue) -> None:
     a, _ = queue.submit(new_job("a"), now=1.0)
     b, _ = queue.submit(new_job("b", 2), now=2.0)
-    lease = queue.lease("w", now=5.0, visibility_s=30, exclude={("a", 1)})
+    lease = lease1(queue, "w", now=5.0, visibility_s=30, exclude={("a", 1)})
     assert lease is not None
     assert lease.job.id == b.id
-    assert queue.lease("w", now=5.0, visibility_s=30, exclude={("a", 1)}) is None
+    assert lease1(queue, "w", now=5.0, visibility_s=30, exclude={("a", 1)}) is None
     assert a.id != b.id
+
+
+def test_one_transaction_leases_a_batch_within_each_versions_room(
+    queue: SqliteJobQueue,
+) -> None:
+    for i in range(6):
+        queue.submit(new_job("a", priority=i % 2), now=float(i))
+    for i in range(3):
+        queue.submit(new_job("b"), now=10.0 + i)
+    room = {("a", 1): 2, ("b", 1): 5}
+    leases = queue.lease("w", 20.0, 30, set(), room=lambda k: room[k], limit=10)
+    got = [(lease.job.model, lease.job.priority) for lease in leases]
+    # Two of a (its room; the higher priority first), then all of b.
+    assert got == [("a", 1), ("a", 1), ("b", 0), ("b", 0), ("b", 0)]
+    assert len({lease.token for lease in leases}) == 1  # each job's first lease
+    assert all(queue.get(lease.job.id).status == "running" for lease in leases)  # type: ignore[union-attr]
+    assert queue.lease("w", 20.0, 30, {("a", 1)}, room=lambda k: 9, limit=10) == []
 
 
 def test_stale_lease_cannot_record_a_result(queue: SqliteJobQueue) -> None:
     job, _ = queue.submit(new_job(), now=0.0)
-    first = queue.lease("w1", now=1.0, visibility_s=5, exclude=set())
+    first = lease1(queue, "w1", now=1.0, visibility_s=5, exclude=set())
     assert first is not None
     # w1 stalls past its visibility timeout; the job is handed to w2.
     assert [j.id for j in queue.reclaim(now=7.0)] == [job.id]
-    second = queue.lease("w2", now=7.0, visibility_s=5, exclude=set())
+    second = lease1(queue, "w2", now=7.0, visibility_s=5, exclude=set())
     assert second is not None
     assert second.token != first.token
     assert not queue.complete(job.id, first.token, b"late", now=8.0)
@@ -86,11 +114,11 @@ def test_stale_lease_cannot_record_a_result(queue: SqliteJobQueue) -> None:
 
 def test_failures_retry_then_dead_letter_with_every_error(queue: SqliteJobQueue) -> None:
     job, _ = queue.submit(new_job(max_attempts=2), now=0.0)
-    lease = queue.lease("w", now=1.0, visibility_s=30, exclude=set())
+    lease = lease1(queue, "w", now=1.0, visibility_s=30, exclude=set())
     assert lease is not None
     assert queue.fail(job.id, lease.token, "boom 1", now=2.0, retry_at=5.0) == "failed"
-    assert queue.lease("w", now=4.0, visibility_s=30, exclude=set()) is None  # backing off
-    lease = queue.lease("w", now=5.0, visibility_s=30, exclude=set())
+    assert lease1(queue, "w", now=4.0, visibility_s=30, exclude=set()) is None  # backing off
+    lease = lease1(queue, "w", now=5.0, visibility_s=30, exclude=set())
     assert lease is not None
     assert queue.fail(job.id, lease.token, "boom 2", now=6.0, retry_at=None) == "dead"
     dead = queue.get(job.id)
@@ -144,12 +172,12 @@ def test_reclaim_of_a_previous_platform_requeues_its_running_jobs(
 ) -> None:
     a, _ = queue.submit(new_job(max_attempts=3), now=0.0)
     b, _ = queue.submit(new_job(max_attempts=1), now=0.0)
-    assert queue.lease("old", now=1.0, visibility_s=300, exclude=set()) is not None
-    assert queue.lease("old", now=1.0, visibility_s=300, exclude=set()) is not None
+    assert lease1(queue, "old", now=1.0, visibility_s=300, exclude=set()) is not None
+    assert lease1(queue, "old", now=1.0, visibility_s=300, exclude=set()) is not None
     reclaimed = {j.id: j for j in queue.reclaim(now=2.0, not_owner="new")}
     assert reclaimed[a.id].status == "failed"  # runnable again at once
     assert reclaimed[b.id].status == "dead"  # its only attempt was lost
-    lease = queue.lease("new", now=2.0, visibility_s=300, exclude=set())
+    lease = lease1(queue, "new", now=2.0, visibility_s=300, exclude=set())
     assert lease is not None
     assert lease.job.id == a.id
     assert lease.job.attempts == 2
@@ -160,8 +188,8 @@ def test_reclaim_of_a_previous_platform_requeues_its_running_jobs(
 def test_heartbeat_extends_only_the_owners_leases(queue: SqliteJobQueue) -> None:
     queue.submit(new_job(), now=0.0)
     queue.submit(new_job(), now=0.0)
-    assert queue.lease("w1", now=1.0, visibility_s=5, exclude=set()) is not None
-    assert queue.lease("w2", now=1.0, visibility_s=5, exclude=set()) is not None
+    assert lease1(queue, "w1", now=1.0, visibility_s=5, exclude=set()) is not None
+    assert lease1(queue, "w2", now=1.0, visibility_s=5, exclude=set()) is not None
     assert queue.extend("w1", until=100.0) == 1
     reclaimed = queue.reclaim(now=50.0)
     assert len(reclaimed) == 1  # w2's lease ran out, w1's was renewed
@@ -169,7 +197,7 @@ def test_heartbeat_extends_only_the_owners_leases(queue: SqliteJobQueue) -> None
 
 def test_release_gives_a_job_back_without_counting_the_attempt(queue: SqliteJobQueue) -> None:
     job, _ = queue.submit(new_job(), now=0.0)
-    lease = queue.lease("w", now=1.0, visibility_s=30, exclude=set())
+    lease = lease1(queue, "w", now=1.0, visibility_s=30, exclude=set())
     assert lease is not None
     assert queue.release(job.id, lease.token, now=2.0)
     back = queue.get(job.id)
@@ -181,7 +209,7 @@ def test_cancel_only_a_queued_job(queue: SqliteJobQueue) -> None:
     queued, _ = queue.submit(new_job(), now=0.0)
     running, _ = queue.submit(new_job(), now=0.0)
     queue.cancel(queued.id, now=0.5)
-    lease = queue.lease("w", now=1.0, visibility_s=30, exclude=set())
+    lease = lease1(queue, "w", now=1.0, visibility_s=30, exclude=set())
     assert lease is not None
     assert lease.job.id == running.id  # the cancelled one is never leased
     with pytest.raises(JobStateError, match="running"):
@@ -191,7 +219,7 @@ def test_cancel_only_a_queued_job(queue: SqliteJobQueue) -> None:
 
 def test_results_expire_after_their_ttl(queue: SqliteJobQueue) -> None:
     job, _ = queue.submit(new_job(result_ttl_s=10.0), now=0.0)
-    lease = queue.lease("w", now=1.0, visibility_s=30, exclude=set())
+    lease = lease1(queue, "w", now=1.0, visibility_s=30, exclude=set())
     assert lease is not None
     assert queue.complete(job.id, lease.token, b"r", now=2.0)
     assert queue.purge(now=11.9) == 0
@@ -215,14 +243,14 @@ def test_backlog_counts_runnable_jobs_by_version(queue: SqliteJobQueue) -> None:
     for _ in range(3):
         queue.submit(new_job("a"), now=0.0)
     queue.submit(new_job("b", 2), now=0.0)
-    queue.lease("w", now=1.0, visibility_s=30, exclude={("b", 2)})
+    lease1(queue, "w", now=1.0, visibility_s=30, exclude={("b", 2)})
     assert queue.backlog() == {("a", 1): 2, ("b", 2): 1}
 
 
 def test_deliveries_are_scheduled_with_the_result_and_retried(queue: SqliteJobQueue) -> None:
     job, _ = queue.submit(new_job(webhook="http://127.0.0.1:9/hook", output_uri="/o/x"), now=0.0)
     assert queue.due_deliveries(now=1.0, limit=10, lease_s=60) == []
-    lease = queue.lease("w", now=1.0, visibility_s=30, exclude=set())
+    lease = lease1(queue, "w", now=1.0, visibility_s=30, exclude=set())
     assert lease is not None
     queue.complete(job.id, lease.token, b"r", now=2.0)
     due = queue.due_deliveries(now=2.0, limit=10, lease_s=60)
@@ -255,7 +283,7 @@ def test_trigger_files_are_taken_once_even_after_the_result_expires(
     assert created
     assert queue.trigger_file_seen(source)
     assert queue.submit(new_job(source=source), now=0.5) == (job, False)
-    lease = queue.lease("w", now=1.0, visibility_s=30, exclude=set())
+    lease = lease1(queue, "w", now=1.0, visibility_s=30, exclude=set())
     assert lease is not None
     queue.complete(job.id, lease.token, b"r", now=1.0)
     queue.purge(now=5.0)

@@ -9,6 +9,7 @@ record a result: each job's result is recorded exactly once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -159,9 +160,16 @@ class JobQueue(Protocol):
         ...
 
     def lease(
-        self, owner: str, now: float, visibility_s: float, exclude: set[tuple[str, int]]
-    ) -> Lease | None:
-        """The next runnable job (highest priority, then oldest), not of an excluded version."""
+        self,
+        owner: str,
+        now: float,
+        visibility_s: float,
+        exclude: set[tuple[str, int]],
+        room: Callable[[tuple[str, int]], int] = ...,
+        limit: int = 1,
+    ) -> list[Lease]:
+        """Up to `limit` runnable jobs (highest priority, then oldest) in one transaction:
+        none of an `exclude`d version, at most `room(version)` of any other."""
         ...
 
     def extend(self, owner: str, until: float) -> int:

@@ -8,11 +8,12 @@ what lets a restarted platform reclaim its predecessor's leases at once.
 
 from __future__ import annotations
 
+import collections
 import json
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -260,25 +261,45 @@ class SqliteJobQueue:
         return [_job(r) for r in page], cursor
 
     def lease(
-        self, owner: str, now: float, visibility_s: float, exclude: set[tuple[str, int]]
-    ) -> Lease | None:
+        self,
+        owner: str,
+        now: float,
+        visibility_s: float,
+        exclude: set[tuple[str, int]],
+        room: Callable[[tuple[str, int]], int] = lambda key: 1,
+        limit: int = 1,
+    ) -> list[Lease]:
         skip = " AND (model, version) NOT IN (VALUES " + ", ".join(["(?, ?)"] * len(exclude))
         skip = skip + ")" if exclude else ""
         args = [v for pair in sorted(exclude) for v in pair]
         with self._tx() as db:
-            row = db.execute(
+            # A few more candidates than wanted: some may be over their version's room.
+            rows = db.execute(
+                f"SELECT seq, model, version FROM jobs WHERE {_RUNNABLE} AND run_after <= ?{skip}"
+                f" ORDER BY priority DESC, seq LIMIT ?",
+                (now, *args, limit * 4),
+            ).fetchall()
+            taken: list[int] = []
+            used: collections.Counter[tuple[str, int]] = collections.Counter()
+            for row in rows:
+                key = (row["model"], int(row["version"]))
+                if used[key] < room(key):
+                    used[key] += 1
+                    taken.append(int(row["seq"]))
+                    if len(taken) == limit:
+                        break
+            if not taken:
+                return []
+            leased = db.execute(
                 f"UPDATE jobs SET status = 'running', attempts = attempts + 1,"
                 f" lease_owner = ?, lease_token = lease_token + 1, lease_until = ?,"
                 f" started_at = COALESCE(started_at, ?)"
-                f" WHERE seq = (SELECT seq FROM jobs WHERE {_RUNNABLE} AND run_after <= ?{skip}"
-                f" ORDER BY priority DESC, seq LIMIT 1) RETURNING id, lease_token",
-                (owner, now + visibility_s, now, now, *args),
-            ).fetchone()
-            if row is None:
-                return None
-            job = self._get(db, row["id"])
-        assert job is not None
-        return Lease(job, int(row["lease_token"]))
+                f" WHERE seq IN ({', '.join('?' * len(taken))}) RETURNING id, lease_token",
+                (owner, now + visibility_s, now, *taken),
+            ).fetchall()
+            found = [(self._get(db, r["id"]), int(r["lease_token"])) for r in leased]
+        leases = [Lease(job, token) for job, token in found if job is not None]
+        return sorted(leases, key=lambda lease: (-lease.job.priority, lease.job.created_at))
 
     def extend(self, owner: str, until: float) -> int:
         with self._tx() as db:
@@ -425,6 +446,13 @@ class SqliteJobQueue:
     # -- deliveries --------------------------------------------------------------------------
 
     def due_deliveries(self, now: float, limit: int, lease_s: float) -> list[Delivery]:
+        with self._lock:  # a read first: most looks find nothing, and need no write
+            row = self._db.execute(
+                "SELECT 1 FROM deliveries WHERE status = 'pending' AND next_at <= ? LIMIT 1",
+                (now,),
+            ).fetchone()
+        if row is None:
+            return []
         with self._tx() as db:
             rows = db.execute(
                 "UPDATE deliveries SET next_at = ? WHERE id IN (SELECT id FROM deliveries"
