@@ -179,6 +179,8 @@ class Platform:
                 batching=request.batching,
                 cache=request.cache,
                 jobs=request.jobs,
+                cpu_limit_s=request.cpu_limit_s,
+                secrets=request.secrets,
             )
             self.registry.add_version(spec)
             record = self.registry.get(name)
@@ -437,6 +439,8 @@ def version_view(spec: VersionSpec) -> dict[str, Any]:
         "batching": spec.batching.model_dump(),
         "cache": spec.cache.model_dump() if spec.cache else None,
         "jobs": spec.jobs.model_dump(),
+        "cpu_limit_s": spec.cpu_limit_s,
+        "secrets": spec.secrets,
         "signature": spec.signature.model_dump(),
         "created_at": spec.created_at,
     }

@@ -17,6 +17,7 @@ __all__ = [
     "DATATYPES",
     "MODEL_NAME_PATTERN",
     "RUNTIMES",
+    "SECRET_NAME_PATTERN",
     "ArtifactRef",
     "BatchingPolicy",
     "CachePolicy",
@@ -45,6 +46,8 @@ DATATYPES: tuple[str, ...] = (
 
 # Lower-case DNS-label-like names: they appear in URLs, metric labels and file names.
 MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+# Secret names are environment variable names.
+SECRET_NAME_PATTERN = r"^[A-Z_][A-Z0-9_]{0,63}$"
 _MODEL_NAME_RE = re.compile(MODEL_NAME_PATTERN)
 
 # File suffix -> runtime, for `zeroserve deploy NAME PATH` without --runtime.
@@ -252,6 +255,21 @@ class DeployRequest(_Frozen):
     batching: BatchingPolicy = Field(default_factory=BatchingPolicy)  # type: ignore[arg-type]
     cache: CachePolicy | None = None
     jobs: JobPolicy = Field(default_factory=JobPolicy)  # type: ignore[arg-type]
+    cpu_limit_s: float | None = None
+    secrets: list[str] = Field(default_factory=list)
+    # CPU seconds one instance may use over its life; past it, it is replaced. None: no limit.
+    cpu_limit_s: float | None = Field(None, gt=0, le=7 * 24 * 3600)
+    # Secrets (by name, of the deploying tenant) put in the instances' environment; nothing
+    # else of the platform's environment reaches an instance.
+    secrets: list[str] = Field(default_factory=list, max_length=64)
+
+    @field_validator("secrets")
+    @classmethod
+    def _secret_names(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not re.fullmatch(SECRET_NAME_PATTERN, name):
+                raise ValueError(f"secret name {name!r} must match {SECRET_NAME_PATTERN}")
+        return sorted(set(v))
 
 
 class VersionSpec(_Frozen):
@@ -274,6 +292,8 @@ class VersionSpec(_Frozen):
     batching: BatchingPolicy = Field(default_factory=BatchingPolicy)  # type: ignore[arg-type]
     cache: CachePolicy | None = None
     jobs: JobPolicy = Field(default_factory=JobPolicy)  # type: ignore[arg-type]
+    cpu_limit_s: float | None = None
+    secrets: list[str] = Field(default_factory=list)
 
     def options(self) -> dict[str, Any]:
         """Runtime options that travel to the instance."""
