@@ -255,8 +255,6 @@ class DeployRequest(_Frozen):
     batching: BatchingPolicy = Field(default_factory=BatchingPolicy)  # type: ignore[arg-type]
     cache: CachePolicy | None = None
     jobs: JobPolicy = Field(default_factory=JobPolicy)  # type: ignore[arg-type]
-    cpu_limit_s: float | None = None
-    secrets: list[str] = Field(default_factory=list)
     # CPU seconds one instance may use over its life; past it, it is replaced. None: no limit.
     cpu_limit_s: float | None = Field(None, gt=0, le=7 * 24 * 3600)
     # Secrets (by name, of the deploying tenant) put in the instances' environment; nothing
