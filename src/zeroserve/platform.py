@@ -8,23 +8,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from zeroserve.artifacts import ArtifactStore
 from zeroserve.instances import Backend, InstanceSpec, LocalBackend, StartError
 from zeroserve.instances.forking import ForkServerBackend
 from zeroserve.metering import Metrics
+from zeroserve.metering.audit_trail import LOCAL, Actor, AuditTrail
 from zeroserve.registry import ModelRecord, Registry, SqliteRegistry
 from zeroserve.routing import pick_version
 from zeroserve.routing.cache import ResponseCache, input_digest
 from zeroserve.scaling import Pool
 from zeroserve.scaling.pool import Result, instance_spec
 from zeroserve.scaling.warm import warm_target
+from zeroserve.security.secrets import SecretStore, key_source
 from zeroserve.settings import Settings
 from zeroserve.spec import (
     DeployRequest,
@@ -37,7 +41,7 @@ from zeroserve.spec import (
 )
 from zeroserve.tensors import Tensors
 
-__all__ = ["DeployError", "NotFound", "Platform"]
+__all__ = ["DeployError", "NameTaken", "NotFound", "Platform"]
 
 log = logging.getLogger("zeroserve.platform")
 
@@ -51,6 +55,10 @@ class NotFound(Exception):
 
 class DeployError(Exception):
     """A deployment that cannot be made; the message says what to change."""
+
+
+class NameTaken(DeployError):
+    """The model name belongs to another tenant (409; which one is not said)."""
 
 
 @dataclass(frozen=True)
@@ -80,12 +88,15 @@ class Platform:
         self._prewarm: dict[_Key, tuple[int, float]] = {}  # floor, until (monotonic)
         self._backlog_floor: dict[_Key, int] = {}  # instances wanted for queued jobs
         self.cache = ResponseCache()
+        self.audit = AuditTrail(settings.state_dir / "audit.db")
+        self.secrets = _secret_store(settings)
         self._warm_task: asyncio.Task[None] | None = None
         self.started_at = time.time()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self.audit.start()
         await self.backend.warm_up()
         for record in self.registry.list_models():
             self._models[record.name] = record
@@ -114,6 +125,9 @@ class Platform:
         await asyncio.gather(*(p.close() for p in pools), return_exceptions=True)
         await self.backend.close()
         self.registry.close()
+        await self.audit.close()
+        if self.secrets is not None:
+            self.secrets.close()
 
     # -- models ------------------------------------------------------------------------------
 
@@ -142,11 +156,15 @@ class Platform:
     async def upload(self, chunks: AsyncIterator[bytes]) -> tuple[str, int]:
         return await self.store.put_stream(chunks, max_bytes=self.settings.max_artifact_bytes)
 
-    async def deploy(self, name: str, request: DeployRequest) -> VersionSpec:
+    async def deploy(self, name: str, request: DeployRequest, actor: Actor = LOCAL) -> VersionSpec:
         try:
             check_model_name(name)
         except ValueError as exc:
             raise DeployError(str(exc)) from None
+        existing = self._models.get(name)
+        if existing is not None and existing.tenant != actor.tenant:
+            raise NameTaken(f"the model name {name!r} is taken; choose another")
+        self._check_secrets(request.secrets, actor.tenant)
         digest, size, filename = await self._resolve_artifact(request)
         runtime = request.runtime or infer_runtime(filename)
         if runtime is None:
@@ -181,6 +199,7 @@ class Platform:
                 jobs=request.jobs,
                 cpu_limit_s=request.cpu_limit_s,
                 secrets=request.secrets,
+                tenant=actor.tenant,
             )
             self.registry.add_version(spec)
             record = self.registry.get(name)
@@ -189,7 +208,31 @@ class Platform:
         self._apply_warm_pool(record)
         await self._prepare_snapshot(record, spec)
         log.info("deployed %s v%d (%s, sha256:%s)", name, spec.version, runtime, digest[:12])
+        detail = {"version": spec.version, "runtime": runtime, "sha256": digest}
+        await asyncio.to_thread(self.audit.record, actor, "model.deploy", name, detail)
+        if spec.trust:
+            # Who vouched for a pickle is part of the record (issue 6).
+            trust = {"version": spec.version, "sha256": digest, "runtime": runtime}
+            await asyncio.to_thread(self.audit.record, actor, "model.trust", name, trust)
         return spec
+
+    def _check_secrets(self, names: list[str], tenant: str) -> None:
+        if not names:
+            return
+        if self.secrets is None:
+            raise DeployError(
+                "this version names secrets, but the platform has no secrets key: start it with"
+                " ZEROSERVE_SECRETS_KEY or ZEROSERVE_SECRETS_KEY_FILE"
+            )
+        missing = sorted(set(names) - set(self.secrets.names(tenant)))
+        if missing:
+            raise DeployError(f"no secret named {', '.join(missing)}; set it first")
+
+    def instance_env(self, spec: VersionSpec) -> dict[str, str]:
+        """The secrets a version's instances get in their environment (and nothing else)."""
+        if not spec.secrets or self.secrets is None:
+            return {}
+        return {n: self.secrets.get(spec.tenant, n).reveal() for n in spec.secrets}
 
     async def _resolve_artifact(self, request: DeployRequest) -> tuple[str, int, str]:
         ref = request.artifact
@@ -233,15 +276,20 @@ class Platform:
         finally:
             await instance.stop()
 
-    def set_traffic(self, name: str, traffic: list[TrafficSplit]) -> ModelRecord:
+    def set_traffic(
+        self, name: str, traffic: list[TrafficSplit], actor: Actor = LOCAL
+    ) -> ModelRecord:
         self.model(name)
         record = self.registry.set_traffic(name, traffic)
         self._models[name] = record
         self._apply_warm_pool(record)
+        split = {"traffic": [t.model_dump() for t in traffic]}
+        self.audit.record(actor, "model.traffic", name, split)
         return record
 
-    async def remove(self, name: str) -> None:
+    async def remove(self, name: str, actor: Actor = LOCAL) -> None:
         self.model(name)
+        await asyncio.to_thread(self.audit.record, actor, "model.delete", name)
         self._models.pop(name, None)
         doomed = [k for k in self._pools if k.model == name]
         pools = [self._pools.pop(k) for k in doomed]
@@ -444,6 +492,17 @@ def version_view(spec: VersionSpec) -> dict[str, Any]:
         "signature": spec.signature.model_dump(),
         "created_at": spec.created_at,
     }
+
+
+def _secret_store(settings: Settings) -> SecretStore | None:
+    """The secrets store, when a key is configured; without one, versions cannot name
+    secrets (deploy says how to configure it)."""
+    source = key_source(
+        os.environ, Path(settings.secrets_key_file) if settings.secrets_key_file else None
+    )
+    if source.env_value is None and source.key_file is None:
+        return None
+    return SecretStore(settings.state_dir / "secrets.db", source)
 
 
 def _default_backend(settings: Settings) -> Backend:

@@ -59,6 +59,10 @@ class Settings:
     instance_start: str = "fork"
     # Memory that snapshot templates may hold together (PSS); least recently used go first.
     snapshot_memory_mb: int = 1024
+    # Require an API key on every route but health. On whenever `host` is not loopback.
+    auth: bool = False
+    # Fernet key for secrets at rest: a file outside the state dir (or $ZEROSERVE_SECRETS_KEY).
+    secrets_key_file: str = ""
     # -- asynchronous jobs --
     # A leased job not renewed for this long is queued again (its worker is presumed dead).
     job_visibility_s: float = 30.0
@@ -82,6 +86,8 @@ class Settings:
             artifact_store=os.environ.get("ZEROSERVE_ARTIFACT_STORE", ""),
             instance_start=os.environ.get("ZEROSERVE_INSTANCE_START", "fork"),
             snapshot_memory_mb=_env_int("ZEROSERVE_SNAPSHOT_MEMORY_MB", 1024),
+            auth=os.environ.get("ZEROSERVE_AUTH", "") in ("1", "true", "yes"),
+            secrets_key_file=os.environ.get("ZEROSERVE_SECRETS_KEY_FILE", ""),
             job_visibility_s=_env_float("ZEROSERVE_JOB_VISIBILITY_S", 30.0),
             job_max_in_flight=_env_int("ZEROSERVE_JOB_MAX_IN_FLIGHT", 256),
             webhook_secret=os.environ.get("ZEROSERVE_WEBHOOK_SECRET", ""),
@@ -108,6 +114,11 @@ class Settings:
         self._validate_jobs()
         if self.snapshot_memory_mb < 0:
             raise ValueError(f"snapshot_memory_mb = {self.snapshot_memory_mb} must be >= 0")
+
+    @property
+    def auth_required(self) -> bool:
+        """Auth is on when asked for, and always when listening beyond loopback."""
+        return self.auth or self.host not in ("127.0.0.1", "localhost", "::1")
 
     def _validate_jobs(self) -> None:
         if self.job_visibility_s < 1:

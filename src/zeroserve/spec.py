@@ -292,6 +292,8 @@ class VersionSpec(_Frozen):
     jobs: JobPolicy = Field(default_factory=JobPolicy)  # type: ignore[arg-type]
     cpu_limit_s: float | None = None
     secrets: list[str] = Field(default_factory=list)
+    # The tenant that owns the model (set from the deploying key, never by the request).
+    tenant: str = "default"
 
     def options(self) -> dict[str, Any]:
         """Runtime options that travel to the instance."""

@@ -30,6 +30,7 @@ def _job(status: str, result: bytes | None) -> Job:
         finished_at=1, expires_at=None, idempotency_key=None, webhook=None, output_uri=None,
         source="in/a.json", result=result, error="boom" if result is None else None,
         errors=[{"attempt": 1, "at": 1, "error": "boom"}] if result is None else [],
+        submitted_by=None,
     )  # fmt: skip
 
 

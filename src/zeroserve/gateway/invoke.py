@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 
 from zeroserve.gateway.errors import ApiError, to_api_error
+from zeroserve.metering.audit_trail import LOCAL, Actor
 from zeroserve.platform import Platform
 from zeroserve.scaling.pool import Result
 from zeroserve.spec import VersionSpec
@@ -49,6 +50,9 @@ class Metered:
     version: str = ""
     status: int = 200
     started: float = 0.0
+    actor: Actor = LOCAL
+    input_data: bytes = b""
+    output_data: bytes = b""
 
     def __post_init__(self) -> None:
         self.started = time.perf_counter()
@@ -72,10 +76,18 @@ class Metered:
     def done(self) -> None:
         if not self.model or not self.version:
             return  # unknown model: no label set to grow
-        m = self.platform.metrics
-        m.requests.labels(self.model, self.version, self.protocol, str(self.status)).inc()
-        m.request_seconds.labels(self.model, self.version).observe(
-            time.perf_counter() - self.started
+        seconds = time.perf_counter() - self.started
+        self.platform.metrics.observe_request(
+            self.model, self.version, self.protocol, self.status, seconds
+        )
+        self.platform.audit.invocation(
+            self.actor,
+            model=self.model,
+            version=self.version,
+            status=self.status,
+            latency_ms=seconds * 1e3,
+            input_data=self.input_data,
+            output_data=self.output_data,
         )
 
 

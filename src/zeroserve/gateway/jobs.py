@@ -11,13 +11,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from zeroserve.gateway import codec_v2
+from zeroserve.gateway.auth import Principal, model_for, principal_of, require
 from zeroserve.gateway.body import check_content_type, read_body
 from zeroserve.gateway.errors import ApiError, to_api_error
 from zeroserve.gateway.idempotency import idempotency_key
 from zeroserve.gateway.invoke import parse_version
 from zeroserve.gateway.native import json_model
-from zeroserve.gateway.responses import DEFAULT_TENANT, json_response, platform_of
-from zeroserve.jobs import Trigger
+from zeroserve.gateway.responses import json_response, platform_of
+from zeroserve.jobs import Job, Trigger
 from zeroserve.jobs.queue import STATUSES
 from zeroserve.jobs.service import JobService, Submission
 from zeroserve.jobs.views import job_view, trigger_view
@@ -45,8 +46,10 @@ def _header_length(request: Request) -> int | None:
 async def submit(request: Request) -> Response:
     platform = platform_of(request)
     check_content_type(request)
+    principal = principal_of(request)
     try:
         version = parse_version(request.path_params.get("version"))
+        record = model_for(request, platform, request.path_params["name"], "models.invoke")
         spec = platform.route(request.path_params["name"], version)
         body = await read_body(request, platform.settings.max_body_bytes)
         sub = Submission(
@@ -54,6 +57,8 @@ async def submit(request: Request) -> Response:
             header_length=_header_length(request),
             requested_version=version,
             idempotency_key=idempotency_key(request),
+            tenant=record.tenant,
+            submitted_by=principal.record.prefix if principal.record else None,
         )
         job, created = await jobs_of(request).submit(spec, sub)
     except Exception as exc:
@@ -64,14 +69,28 @@ async def submit(request: Request) -> Response:
     return json_response(job_view(job, result=False), status=202, headers=headers)
 
 
-async def get_job(request: Request) -> Response:
+def _may_see(principal: Principal, job: Job) -> bool:
+    if not principal.sees_tenant(job.tenant):
+        return False
+    if principal.may("jobs.read_all", tenant=job.tenant):
+        return True
+    own = principal.record is not None and job.submitted_by == principal.record.prefix
+    return own and principal.may("jobs.read_own", tenant=job.tenant)
+
+
+async def _visible_job(request: Request) -> Job:
     job = await jobs_of(request).get(request.path_params["id"])
-    if job is None:
+    if job is None or not _may_see(principal_of(request), job):
         raise ApiError(404, f"job {request.path_params['id']!r} not found (or its result expired)")
-    return json_response(job_view(job))
+    return job
+
+
+async def get_job(request: Request) -> Response:
+    return json_response(job_view(await _visible_job(request)))
 
 
 async def cancel_job(request: Request) -> Response:
+    await _visible_job(request)
     try:
         job = await jobs_of(request).cancel(request.path_params["id"])
     except Exception as exc:
@@ -91,8 +110,19 @@ def _page_args(request: Request) -> dict[str, Any]:
     return {"limit": int(limit_raw), "before": int(before_raw) if before_raw else None}
 
 
+def _scope(principal: Principal) -> dict[str, Any]:
+    """Which jobs a listing may show: all (admin), the tenant's, or the key's own."""
+    if principal.admin:
+        return {}
+    if principal.may("jobs.read_all"):
+        return {"tenant": principal.tenant}
+    if principal.may("jobs.read_own") and principal.record is not None:
+        return {"tenant": principal.tenant, "submitted_by": principal.record.prefix}
+    raise ApiError(403, "this key may not read jobs")
+
+
 async def _page(request: Request, status: str | None) -> Response:
-    args = _page_args(request)
+    args = {**_page_args(request), **_scope(principal_of(request))}
     jobs, cursor = await jobs_of(request).list_jobs(
         model=request.query_params.get("model"), status=status, **args
     )
@@ -107,10 +137,19 @@ async def list_jobs(request: Request) -> Response:
 
 
 async def list_dead(request: Request) -> Response:
+    require(request, "jobs.read_all")
     return await _page(request, "dead")
 
 
+async def _dead_letter(request: Request) -> None:
+    require(request, "jobs.read_all")
+    job = await jobs_of(request).get(request.path_params["id"])
+    if job is None or job.status != "dead" or not _may_see(principal_of(request), job):
+        raise ApiError(404, f"no dead letter {request.path_params['id']!r}")
+
+
 async def requeue_dead(request: Request) -> Response:
+    await _dead_letter(request)
     job = await jobs_of(request).requeue(request.path_params["id"])
     if job is None:
         raise ApiError(404, f"no dead letter {request.path_params['id']!r}")
@@ -118,6 +157,7 @@ async def requeue_dead(request: Request) -> Response:
 
 
 async def delete_dead(request: Request) -> Response:
+    await _dead_letter(request)
     if not await jobs_of(request).delete_dead(request.path_params["id"]):
         raise ApiError(404, f"no dead letter {request.path_params['id']!r}")
     return json_response({"deleted": request.path_params["id"]})
@@ -133,15 +173,17 @@ class TriggerRequest(BaseModel):
 
 
 async def add_trigger(request: Request) -> Response:
+    require(request, "models.deploy")
     body = await json_model(request, TriggerRequest)
     if body.output is not None and body.output.rstrip("/") == body.watch.rstrip("/"):
         raise ApiError(422, "output must differ from watch: results would become new jobs")
     platform = platform_of(request)
+    record = model_for(request, platform, body.model, "models.invoke")
     try:
         platform.version(body.model, body.version)
         trigger = Trigger(
             name=body.name,
-            tenant=DEFAULT_TENANT,
+            tenant=record.tenant,
             model=body.model,
             version=body.version,
             watch=body.watch,
@@ -155,12 +197,19 @@ async def add_trigger(request: Request) -> Response:
     return json_response(trigger_view(trigger), status=201)
 
 
+async def _triggers(request: Request) -> list[Trigger]:
+    principal = require(request, "models.deploy")
+    return await jobs_of(request).triggers(None if principal.admin else principal.tenant)
+
+
 async def list_triggers(request: Request) -> Response:
-    return json_response({"triggers": [trigger_view(t) for t in await jobs_of(request).triggers()]})
+    return json_response({"triggers": [trigger_view(t) for t in await _triggers(request)]})
 
 
 async def remove_trigger(request: Request) -> Response:
     name = request.path_params["name"]
+    if name not in {t.name for t in await _triggers(request)}:
+        raise ApiError(404, f"trigger {name!r} not found")
     if not await jobs_of(request).remove_trigger(name):
         raise ApiError(404, f"trigger {name!r} not found")
     return json_response({"deleted": name})

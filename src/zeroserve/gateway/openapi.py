@@ -134,13 +134,15 @@ def json_ok(schema: dict[str, Any], description: str) -> dict[str, Any]:
 def errors_for(*codes: int) -> dict[str, Any]:
     text = {
         400: "Malformed request or tensors that do not match the model",
+        401: "No valid API key (auth is on): send Authorization: Bearer <key>",
+        403: "The key's role may not do this",
         404: "Unknown model, version or route",
         405: "Method not allowed",
-        409: "The job is not in a state that allows it (e.g. cancelling a running job)",
+        409: "Conflict: a job not in a state that allows it, a model name another tenant owns",
         413: "Body over the size limit",
         415: "Content type cannot carry a tensor request",
         422: "Valid JSON that cannot be acted on (e.g. a model that fails to load)",
-        429: "Queue full: come back after Retry-After",
+        429: "Queue full, or a rate limit or quota reached: come back after Retry-After",
         503: "No instance could serve in time (has Retry-After)",
         504: "The model did not answer within its timeout",
     }
@@ -156,12 +158,18 @@ def op(
     errors: tuple[int, ...] = (),
     params: tuple[str | dict[str, Any], ...] = (),
     ok_code: str = "200",
+    public: bool = False,
 ) -> dict[str, Any]:
+    # Every route but the health probes needs a key when auth is on, and is rate limited.
+    always = () if public else (401, 403, 429)
+    codes = sorted(set(errors) | set(always))
     op: dict[str, Any] = {
         "summary": summary,
         "tags": [tag],
-        "responses": {ok_code: ok, **errors_for(*errors)},
+        "responses": {ok_code: ok, **errors_for(*codes)},
     }
+    if public:
+        op["security"] = []
     if params:
         op["parameters"] = [_PARAMS[p] if isinstance(p, str) else p for p in params]
     if body is not None:
@@ -220,8 +228,8 @@ def _paths() -> dict[str, Any]:
     )
     v2 = "Open Inference Protocol V2"
     return {
-        "/v2/health/live": {"get": op("Server liveness", v2, json_ok({"type": "object", "properties": {"live": {"type": "boolean"}}}, "Live"))},
-        "/v2/health/ready": {"get": op("Server readiness", v2, json_ok({"type": "object", "properties": {"ready": {"type": "boolean"}}}, "Ready"))},
+        "/v2/health/live": {"get": op("Server liveness", v2, json_ok({"type": "object", "properties": {"live": {"type": "boolean"}}}, "Live"), public=True)},
+        "/v2/health/ready": {"get": op("Server readiness", v2, json_ok({"type": "object", "properties": {"ready": {"type": "boolean"}}}, "Ready"), public=True)},
         "/v2": {"get": op("Server metadata", v2, json_ok({"type": "object"}, "Name, version, extensions"))},
         "/v2/repository/index": {"post": op("Model repository index", v2, json_ok({"type": "array", "items": {"type": "object"}}, "Every deployed version"), body={"required": False, "content": {"application/json": {"schema": {"type": "object", "properties": {"ready": {"type": "boolean"}}}}}}, errors=(400,))},
         "/v2/models/{name}": {"get": op("Model metadata (traffic's latest version)", v2, meta_ok, errors=(404,), params=("name",))},
@@ -240,7 +248,7 @@ def _paths() -> dict[str, Any]:
             "get": op("Model status: versions, traffic, live instances", "Native", json_ok(ref("ModelStatus"), "Status"), errors=(404,), params=("name",)),
             "delete": op("Remove a model, its versions and instances", "Native", json_ok({"type": "object", "properties": {"deleted": {"type": "string"}}}, "Removed"), errors=(404,), params=("name",)),
         },
-        "/api/models/{name}/versions": {"post": op("Deploy a new immutable version", "Native", json_ok({"type": "object"}, "The new version"), body={"required": True, "content": {"application/json": {"schema": ref("DeployRequest")}}}, errors=(400, 422), params=("name",), ok_code="201")},
+        "/api/models/{name}/versions": {"post": op("Deploy a new immutable version", "Native", json_ok({"type": "object"}, "The new version"), body={"required": True, "content": {"application/json": {"schema": ref("DeployRequest")}}}, errors=(400, 404, 409, 413, 422), params=("name",), ok_code="201")},
         "/api/models/{name}/versions/{version}": {"get": op("One version's spec", "Native", json_ok({"type": "object"}, "Version"), errors=(404,), params=("name", "version"))},
         "/api/models/{name}/traffic": {"put": op("Set the traffic split", "Native", json_ok(ref("ModelStatus"), "Status"), body={"required": True, "content": {"application/json": {"schema": {"type": "object", "required": ["traffic"], "properties": {"traffic": {"type": "array", "items": ref("TrafficSplit")}}}}}}, errors=(400, 404, 422), params=("name",))},
         "/api/models/{name}/prewarm": {"post": op("Start instances now for a predictable peak", "Native", json_ok({"type": "object", "properties": {"model": {"type": "string"}, "version": {"type": "integer"}, "instances": {"type": "integer"}, "until": {"type": "number"}}}, "Instances serving"), body={"required": False, "content": {"application/json": {"schema": ref("PrewarmRequest")}}}, errors=(400, 404, 422), params=("name",))},
@@ -251,6 +259,7 @@ def _paths() -> dict[str, Any]:
 
 
 def openapi_document() -> dict[str, Any]:
+    from zeroserve.gateway.openapi_admin import admin_paths
     from zeroserve.gateway.openapi_jobs import JOB_SCHEMAS, job_paths
 
     deploy = DeployRequest.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -262,8 +271,16 @@ def openapi_document() -> dict[str, Any]:
             "version": __version__,
             "description": "Serverless inference: Open Inference Protocol V2, V1 and a native API.",
         },
-        "paths": {**_paths(), **job_paths()},
+        "paths": {**_paths(), **job_paths(), **admin_paths()},
+        "security": [{"bearer": []}],
         "components": {
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API key (zeroserve keys create); required when auth is on.",
+                }
+            },
             "schemas": {
                 "Error": _ERROR,
                 "TensorInput": _TENSOR_IN,
@@ -277,7 +294,7 @@ def openapi_document() -> dict[str, Any]:
                 "PrewarmRequest": PrewarmRequest.model_json_schema(),
                 **JOB_SCHEMAS,
                 **defs,
-            }
+            },
         },
     }
 

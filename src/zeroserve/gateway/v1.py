@@ -7,9 +7,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from zeroserve.gateway import codec_v1
+from zeroserve.gateway.auth import actor_of, model_for, principal_of, visible
 from zeroserve.gateway.body import check_content_type, read_body
 from zeroserve.gateway.codec_v2 import validate
-from zeroserve.gateway.errors import to_api_error
 from zeroserve.gateway.idempotency import idempotency_key, request_digest
 from zeroserve.gateway.invoke import DEADLINE_HEADER, Metered, parse_deadline, result_headers
 from zeroserve.gateway.responses import DEFAULT_TENANT, idempotency_of, json_response, platform_of
@@ -24,15 +24,14 @@ async def server_live(request: Request) -> Response:
 
 
 async def list_models(request: Request) -> Response:
-    return json_response({"models": [r.name for r in platform_of(request).models()]})
+    principal = principal_of(request)
+    names = [r.name for r in platform_of(request).models() if visible(principal, r)]
+    return json_response({"models": names})
 
 
 async def model_status(request: Request) -> Response:
     name = request.path_params["name"]
-    try:
-        platform_of(request).model(name)
-    except Exception as exc:
-        raise to_api_error(exc) from None
+    model_for(request, platform_of(request), name, "models.read")
     return json_response({"name": name, "ready": True})
 
 
@@ -41,8 +40,11 @@ async def predict(request: Request) -> Response:
     meter = Metered(platform, "v1")
     try:
         check_content_type(request)
+        model_for(request, platform, request.path_params["name"], "models.invoke")
+        meter.actor = actor_of(request)
         spec = meter.route(request.path_params["name"], None)
         body = await read_body(request, platform.settings.max_body_bytes)
+        meter.input_data = body
         key = idempotency_key(request)
         if key is None:
             return await _predict(request, meter, spec, body)
@@ -63,6 +65,7 @@ async def _predict(request: Request, meter: Metered, spec: VersionSpec, body: by
     validate(inputs, spec.signature)
     result = await meter.infer(spec, inputs, parse_deadline(request.headers.get(DEADLINE_HEADER)))
     payload = codec_v1.encode_response(result.outputs, rows)
+    meter.output_data = payload
     return Response(payload, headers=result_headers(result), media_type="application/json")
 
 

@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from zeroserve import __version__
 from zeroserve.gateway import codec_v2
+from zeroserve.gateway.auth import actor_of, model_for, principal_of, visible
 from zeroserve.gateway.body import check_content_type, read_body
 from zeroserve.gateway.errors import ApiError, to_api_error
 from zeroserve.gateway.idempotency import idempotency_key, request_digest
@@ -75,7 +76,7 @@ def _lookup(request: Request) -> tuple[Platform, VersionSpec, list[str]]:
     name = request.path_params["name"]
     try:
         version = parse_version(request.path_params.get("version"))
-        record = platform.model(name)
+        record = model_for(request, platform, name, "models.read")
         spec = platform.version(name, version)
     except Exception as exc:
         raise to_api_error(exc) from None
@@ -99,8 +100,11 @@ async def infer(request: Request) -> Response:
     try:
         check_content_type(request)
         version = parse_version(request.path_params.get("version"))
+        model_for(request, platform, request.path_params["name"], "models.invoke")
+        meter.actor = actor_of(request)
         spec = meter.route(request.path_params["name"], version)
         body = await read_body(request, platform.settings.max_body_bytes)
+        meter.input_data = body
         key = idempotency_key(request)
         if key is None:
             return await _infer(request, meter, spec, body)
@@ -141,9 +145,11 @@ async def repository_index(request: Request) -> Response:
             json.loads(body)
         except ValueError as exc:
             raise ApiError(400, f"malformed JSON: {exc}") from None
+    principal = principal_of(request)
     index = [
         {"name": r.name, "version": str(v.version), "state": "READY", "reason": ""}
         for r in platform.models()
+        if visible(principal, r)
         for v in r.versions
     ]
     return json_response(index)

@@ -72,6 +72,7 @@ class NewJob:
     webhook: str | None = None
     output_uri: str | None = None  # where a trigger's result file goes
     source: TriggerFile | None = None
+    submitted_by: str | None = None  # the key prefix (an invoker reads only its own jobs)
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ class Job:
     source: str | None
     result: bytes | None  # the V2 inference response (JSON)
     error: str | None  # the last attempt's error
+    submitted_by: str | None
     errors: list[dict[str, Any]] = field(default_factory=list)  # every failed attempt
     deliveries: list[Delivery] = field(default_factory=list)
 
@@ -153,6 +155,7 @@ class JobQueue(Protocol):
         tenant: str | None = None,
         model: str | None = None,
         status: str | None = None,
+        submitted_by: str | None = None,
         limit: int = 50,
         before: int | None = None,
     ) -> tuple[list[Job], int | None]:

@@ -52,6 +52,7 @@ class Submission:
     tenant: str = DEFAULT_TENANT
     source: TriggerFile | None = None
     output_uri: str | None = None
+    submitted_by: str | None = None
 
 
 def _job_fields(header: bytes | memoryview) -> tuple[str | None, int]:
@@ -190,6 +191,7 @@ class JobService:
             webhook=webhook,
             output_uri=sub.output_uri,
             source=sub.source,
+            submitted_by=sub.submitted_by,
         )
 
     async def submit(self, spec: VersionSpec, sub: Submission) -> tuple[Job, bool]:
@@ -225,8 +227,8 @@ class JobService:
     async def add_trigger(self, trigger: Trigger) -> None:
         await asyncio.to_thread(self.queue.add_trigger, trigger)
 
-    async def triggers(self) -> list[Trigger]:
-        return await asyncio.to_thread(self.queue.triggers)
+    async def triggers(self, tenant: str | None = None) -> list[Trigger]:
+        return await asyncio.to_thread(self.queue.triggers, tenant)
 
     async def remove_trigger(self, name: str) -> bool:
         return await asyncio.to_thread(self.queue.remove_trigger, name)

@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     webhook         TEXT,
     output_uri      TEXT,
     source          TEXT,
+    submitted_by    TEXT,
     attempts        INTEGER NOT NULL DEFAULT 0,
     max_attempts    INTEGER NOT NULL,
     backoff_base_s  REAL NOT NULL,
@@ -109,7 +110,8 @@ _RUNNABLE = "status IN ('queued', 'failed')"
 _JOB_COLUMNS = (
     "id, tenant, model, version, status, priority, body, header_length, attempts, max_attempts,"
     " backoff_base_s, backoff_max_s, created_at, run_after, started_at, finished_at,"
-    " expires_at, idempotency_key, webhook, output_uri, source, result, error, errors"
+    " expires_at, idempotency_key, webhook, output_uri, source, result, error, errors,"
+    " submitted_by"
 )
 
 
@@ -172,13 +174,14 @@ class SqliteJobQueue:
                 "INSERT INTO jobs (id, tenant, model, version, status, priority, body,"
                 " header_length, request_sha256, idempotency_key, webhook, output_uri, source,"
                 " max_attempts, backoff_base_s, backoff_max_s, result_ttl_s, run_after,"
-                " created_at) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-                " ?, ?)",
+                " created_at, submitted_by) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?,"
+                " ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job_id, new.tenant, new.model, new.version, new.priority, new.body,
                     new.header_length, new.request_sha256, new.idempotency_key, new.webhook,
                     new.output_uri, new.source.path if new.source else None, new.max_attempts,
                     new.backoff_base_s, new.backoff_max_s, new.result_ttl_s, now, now,
+                    new.submitted_by,
                 ),
             )  # fmt: skip
             if new.source is not None:
@@ -238,12 +241,17 @@ class SqliteJobQueue:
         tenant: str | None = None,
         model: str | None = None,
         status: str | None = None,
+        submitted_by: str | None = None,
         limit: int = 50,
         before: int | None = None,
     ) -> tuple[list[Job], int | None]:
         where: list[str] = ["1 = 1"]
         args: list[Any] = []
-        for column, value in (("tenant", tenant), ("model", model), ("status", status)):
+        filters = (
+            ("tenant", tenant), ("model", model), ("status", status),
+            ("submitted_by", submitted_by),
+        )  # fmt: skip
+        for column, value in filters:
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)

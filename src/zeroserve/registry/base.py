@@ -22,6 +22,11 @@ class ModelRecord:
     versions: tuple[VersionSpec, ...]
 
     @property
+    def tenant(self) -> str:
+        """The owner: the tenant that deployed the first version."""
+        return self.versions[0].tenant if self.versions else "default"
+
+    @property
     def latest(self) -> VersionSpec:
         return self.versions[-1]
 
