@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import tarfile
 import tempfile
@@ -17,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
+from zeroserve.cli_admin import audit_app, keys_app, limits_app, secrets_app
 from zeroserve.cli_jobs import dead_letters_app, jobs_app, trigger_app
 from zeroserve.client import ApiError, Client
 from zeroserve.settings import Settings, default_state_dir, default_url
@@ -33,6 +35,22 @@ err = Console(stderr=True, soft_wrap=True)
 UrlOption = Annotated[
     str, typer.Option("--url", help="Platform URL (env ZEROSERVE_URL).", show_default=False)
 ]
+
+
+@app.callback()
+def _options(
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key",
+            envvar="ZEROSERVE_API_KEY",
+            help="API key sent by every command (env ZEROSERVE_API_KEY).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    if api_key:
+        os.environ["ZEROSERVE_API_KEY"] = api_key  # what Client sends
 
 
 def _fail(message: str) -> typer.Exit:
@@ -60,6 +78,9 @@ def up(
         typer.Option(help="MiB that snapshot templates may hold together (default: 1024)."),
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning.")] = "info",
+    auth: Annotated[
+        bool, typer.Option("--auth", help="Require API keys on loopback too (always off it).")
+    ] = False,
 ) -> None:
     """Run the platform in the foreground."""
     import uvicorn
@@ -73,6 +94,7 @@ def up(
             port=port,
             max_body_bytes=None if max_body_mb is None else max_body_mb * 1024 * 1024,
             snapshot_memory_mb=snapshot_memory,
+            auth=True if auth else None,
         )
     except ValueError as exc:
         raise _fail(str(exc)) from None
@@ -82,6 +104,14 @@ def up(
     base = f"http://{host}:{port}"
     console.print(f"[bold]zeroserve[/bold] on {base}  (state: {settings.state_dir})")
     console.print(f"  API docs  {base}/docs   OpenAPI {base}/openapi.json   metrics {base}/metrics")
+    if settings.auth_required:
+        console.print("  auth ON: every route but /v2/health/* needs an API key")
+        console.print(f"  first key: zeroserve keys bootstrap --state-dir {settings.state_dir}")
+    else:
+        console.print(
+            "[bold red]  AUTH IS OFF[/bold red]: anyone who can reach this port can deploy, run"
+            " and delete models. Fine for a laptop; use --auth (on by default off loopback)."
+        )
     uvicorn.run(
         create_app(settings),
         host=host,
@@ -405,6 +435,10 @@ def remove(name: str, url: UrlOption = "") -> None:
 
 
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(keys_app, name="keys")
+app.add_typer(secrets_app, name="secrets")
+app.add_typer(limits_app, name="limits")
+app.add_typer(audit_app, name="audit")
 app.add_typer(dead_letters_app, name="dead-letters")
 app.add_typer(trigger_app, name="trigger")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,11 @@ class ApiError(Exception):
 
 
 class Client:
-    def __init__(self, url: str, *, timeout_s: float = 300.0) -> None:
+    def __init__(self, url: str, *, timeout_s: float = 300.0, api_key: str | None = None) -> None:
         self.url = url.rstrip("/")
-        self._http = httpx.Client(base_url=self.url, timeout=timeout_s)
+        key = api_key or os.environ.get("ZEROSERVE_API_KEY")
+        headers = {"authorization": f"Bearer {key}"} if key else {}
+        self._http = httpx.Client(base_url=self.url, timeout=timeout_s, headers=headers)
 
     def close(self) -> None:
         self._http.close()

@@ -17,6 +17,7 @@ from zeroserve.gateway.auth import Security, describe, principal_of, require
 from zeroserve.gateway.errors import ApiError
 from zeroserve.gateway.native import json_model
 from zeroserve.gateway.responses import json_response, platform_of
+from zeroserve.metering.audit_trail import Actor
 from zeroserve.security import KeyRecord, KeyStoreError, Limits, SecretsError, validate_tenant
 from zeroserve.security.secrets import validate_secret_name
 from zeroserve.spec import MODEL_NAME_PATTERN
@@ -63,7 +64,7 @@ async def create_key(request: Request) -> Response:
     except (ValueError, KeyStoreError) as exc:
         raise ApiError(422, str(exc)) from None
     detail = {"prefix": record.prefix, "tenant": record.tenant, "role": str(record.role)}
-    await _audit(request, "key.create", record.prefix, detail)
+    await _audit(request, "key.create", record.prefix, detail, tenant=record.tenant)
     return json_response({"key": plaintext, **key_view(record)}, status=201)
 
 
@@ -84,7 +85,7 @@ async def revoke_key(request: Request) -> Response:
         record = security_of(request).keys.revoke(prefix, now=time.time())
     except KeyStoreError as exc:
         raise ApiError(404, str(exc)) from None
-    await _audit(request, "key.revoke", prefix, {"tenant": record.tenant})
+    await _audit(request, "key.revoke", prefix, {"tenant": record.tenant}, tenant=record.tenant)
     return json_response(key_view(record))
 
 
@@ -212,8 +213,14 @@ async def _audit(
     action: str,
     target: str,
     detail: dict[str, Any] | None = None,
+    *,
+    tenant: str | None = None,
 ) -> None:
+    """Record an administrative action under the tenant it concerns (the caller's, or the
+    one a key was made for), with the calling key as the actor."""
     actor = principal_of(request).actor
+    if tenant is not None:
+        actor = Actor(tenant, actor.name)
     await asyncio.to_thread(platform_of(request).audit.record, actor, action, target, detail)
 
 

@@ -26,7 +26,7 @@ __all__ = ["create_app"]
 
 
 def create_app(settings: Settings, platform: Platform | None = None) -> Starlette:
-    document = openapi_document()
+    document = openapi_document(auth=settings.auth_required)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     security = Security.open(settings.state_dir, settings.auth_required)
 

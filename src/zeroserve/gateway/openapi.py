@@ -258,13 +258,14 @@ def _paths() -> dict[str, Any]:
     }  # fmt: skip
 
 
-def openapi_document() -> dict[str, Any]:
+def openapi_document(auth: bool = True) -> dict[str, Any]:
+    """The document; with `auth` off (a loopback platform run open) no route needs a key."""
     from zeroserve.gateway.openapi_admin import admin_paths
     from zeroserve.gateway.openapi_jobs import JOB_SCHEMAS, job_paths
 
     deploy = DeployRequest.model_json_schema(ref_template="#/components/schemas/{model}")
     defs = deploy.pop("$defs", {})
-    return {
+    doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
             "title": "zeroserve",
@@ -297,6 +298,9 @@ def openapi_document() -> dict[str, Any]:
             },
         },
     }
+    if not auth:
+        del doc["security"]
+    return doc
 
 
 # Swagger UI, loaded by the browser; the platform itself fetches nothing.

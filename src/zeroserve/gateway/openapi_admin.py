@@ -10,7 +10,7 @@ __all__ = ["admin_paths"]
 
 _TAG = "Administration"
 
-_KEY = {
+_KEY: dict[str, Any] = {
     "type": "object",
     "properties": {
         "prefix": {"type": "string"},
@@ -74,6 +74,10 @@ def _obj(**props: Any) -> dict[str, Any]:
     return {"type": "object", "properties": props}
 
 
+def body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
 def admin_paths() -> dict[str, Any]:
     key_created = json_ok(
         {
@@ -87,7 +91,6 @@ def admin_paths() -> dict[str, Any]:
     )
     scope = _path("scope", "^(tenant|key)$")
     secret_name = _path("name", "^[A-Z_][A-Z0-9_]{0,63}$")
-    body = lambda schema: {"required": True, "content": {"application/json": {"schema": schema}}}  # noqa: E731
     return {
         "/api/whoami": {"get": op("The caller: tenant, key prefix, role", _TAG, json_ok(_obj(tenant={"type": "string"}, key={"type": ["string", "null"]}, role={"type": "string"}, auth={"type": "boolean"}), "Caller"))},
         "/api/keys": {
