@@ -7,7 +7,8 @@ import threading
 
 import numpy as np
 
-from zeroserve.instances import ipc
+from zeroserve.instances import InstanceSpec, ipc
+from zeroserve.instances.local import start_frame
 
 
 def test_round_trip_over_a_socket_pair() -> None:
@@ -52,3 +53,23 @@ def test_non_contiguous_arrays_are_sent_in_c_order() -> None:
         b"".join(bytes(p) for p in ipc.encode(ipc.Kind.RESULT, 1, None, {"x": x}))[4:]
     )
     np.testing.assert_array_equal(frame.tensors["x"], x)
+
+
+def test_a_spawned_instance_gets_its_spec_in_its_first_frame() -> None:
+    spec = InstanceSpec(
+        instance_id="m-v1-1-abcdef", model="m", version=1, runtime="python",
+        artifact_sha256="0" * 64, store_uri="file:///s", cache_dir="/s/cache", concurrency=2,
+        memory_mb=256, cpu_limit_s=1.5, env={"TOKEN": "secret"}, tmp_dir="/s/tmp/m.x",
+    )  # fmt: skip
+    frame = ipc.decode_body(start_frame(spec)[4:])
+    assert frame.kind == ipc.Kind.START
+    assert InstanceSpec(**frame.meta["spec"]) == spec
+    assert "secret" not in repr(spec)
+    assert spec.redacted()["env"] == {"TOKEN": "<redacted>"}
+
+
+def test_an_error_frame_says_which_limit_the_instance_went_over() -> None:
+    meta = {"error": "instance exceeded its memory limit of 256 MB", "limit": "memory"}
+    raw = b"".join(bytes(p) for p in ipc.encode(ipc.Kind.ERROR, 7, meta))
+    frame = ipc.decode_body(raw[4:])
+    assert (frame.kind, frame.request_id, frame.meta) == (ipc.Kind.ERROR, 7, meta)

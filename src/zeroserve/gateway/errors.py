@@ -20,7 +20,9 @@ from zeroserve.registry import RegistryError
 from zeroserve.scaling import (
     DeadlineExceeded,
     DeadlineUnmeetable,
+    InstanceCpuLimit,
     InstanceCrashed,
+    InstanceOutOfMemory,
     InvocationTimeout,
     PoolClosed,
     QueueFull,
@@ -58,6 +60,8 @@ _STATUS: tuple[tuple[type[Exception] | tuple[type[Exception], ...], int, dict[st
     (QueueFull, 429, _RETRY),
     ((DeadlineExceeded, InvocationTimeout), 504, {}),
     ((DeadlineUnmeetable, QueueTimeout, StartFailed, InstanceCrashed, PoolClosed), 503, _RETRY),
+    # The instance went over its memory or CPU-time limit and was replaced.
+    ((InstanceOutOfMemory, InstanceCpuLimit), 503, _RETRY),
 )
 
 

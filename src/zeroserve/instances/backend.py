@@ -18,6 +18,7 @@ __all__ = [
     "Backend",
     "Instance",
     "InstanceDied",
+    "LimitExceeded",
     "ModelError",
     "StartError",
     "StartInfo",
@@ -31,13 +32,27 @@ class StartError(Exception):
     and True when the instance died or hung while loading (a crash, a kill, a timeout).
     """
 
-    def __init__(self, message: str, *, retryable: bool) -> None:
+    def __init__(self, message: str, *, retryable: bool, reason: str | None = None) -> None:
         super().__init__(message)
         self.retryable = retryable
+        # "memory" or "cpu_limit" when the instance went over one of its limits while loading.
+        self.reason = reason
 
 
 class InstanceDied(Exception):
     """The instance went away while a request was in flight on it."""
+
+
+class LimitExceeded(InstanceDied):
+    """The instance went over its memory or CPU-time limit (and is gone, or going).
+
+    `reason` is "memory" or "cpu_limit"; the message names the limit. Unlike a crash, the
+    requests it was running are not retried: they would likely take the next one down too.
+    """
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class ModelError(Exception):
@@ -64,6 +79,11 @@ class Instance(Protocol):
     @property
     def exit_reason(self) -> str | None:
         """Why the instance is gone (e.g. "killed by SIGKILL"), None while it runs."""
+        ...
+
+    @property
+    def limit_exceeded(self) -> str | None:
+        """ "memory" or "cpu_limit" when it exited for going over that limit, else None."""
         ...
 
     async def infer(self, inputs: Tensors) -> Tensors:

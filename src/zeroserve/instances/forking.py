@@ -19,11 +19,13 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from typing import Any
 
 from zeroserve.instances import ipc
 from zeroserve.instances.backend import StartError
-from zeroserve.instances.local import SINGLE_THREADED, LocalBackend, LocalInstance, connect
+from zeroserve.instances.local import LocalBackend, LocalInstance, connect, fetch_artifact
+from zeroserve.instances.sandbox import launch_env, remove_tmp_dir, tmp_root
 from zeroserve.instances.spec import InstanceSpec
 
 __all__ = ["ForkServerBackend"]
@@ -78,7 +80,9 @@ class _ForkServer:
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                env={**os.environ, **SINGLE_THREADED},  # before it imports numpy
+                # Thread pinning before it imports numpy, and nothing of the platform's
+                # environment: what it forks inherits this (sandbox.py).
+                env=launch_env(os.environ),
             )  # fmt: skip
         finally:
             theirs.close()
@@ -167,6 +171,7 @@ class _ForkServer:
         with contextlib.suppress(ProcessLookupError):
             self.proc.kill()
         await self.closed.wait()
+        await self.proc.wait()  # reaped before the loop may close (else asyncio warns)
 
 
 async def _recv(sock: socket.socket) -> ipc.Frame | None:
@@ -198,6 +203,7 @@ class ForkServerBackend:
         self._server: _ForkServer | None = None
         self._lock = asyncio.Lock()
         self._spawn = LocalBackend()
+        self._temp = self._spawn.temp_dirs  # one sweep per root, whichever path starts
         self._disabled = False
 
     async def _ensure(self) -> _ForkServer | None:
@@ -223,8 +229,15 @@ class ForkServerBackend:
 
     async def prepare(self, spec: InstanceSpec) -> None:
         server = await self._ensure()
-        if server is not None:
-            server.prepare(spec)
+        if server is None:
+            return
+        try:
+            await fetch_artifact(spec)
+        except StartError as exc:
+            log.warning("no snapshot for %s v%s: %s", spec.model, spec.version, exc)
+            return
+        self._temp.sweep_once(tmp_root(spec.cache_dir))  # before the template makes its dir
+        server.prepare(replace(spec, env={}))  # a template holds no secrets (sandbox.py)
 
     async def forget_model(self, model: str) -> None:
         if self._server is not None:
@@ -235,11 +248,14 @@ class ForkServerBackend:
         if server is None:
             return await self._spawn.start(spec, timeout_s=timeout_s)
         started_at = time.perf_counter()
+        await fetch_artifact(spec)
+        spec = self._temp.make(spec)
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             proc, path = await server.fork(spec, child.fileno(), snapshot=spec.snapshot)
         except BaseException:
             parent.close()
+            remove_tmp_dir(spec.tmp_dir)
             raise
         finally:
             child.close()
@@ -250,4 +266,4 @@ class ForkServerBackend:
     async def close(self) -> None:
         if self._server is not None:
             await self._server.close()
-        await self._spawn.close()
+        await self._spawn.close()  # and the temp dirs' roots are swept

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from zeroserve.instances import ipc
+from zeroserve.instances.sandbox import enter_template, remove_tmp_dir
 from zeroserve.instances.snapshots import Template, templates_to_evict
 from zeroserve.instances.spec import InstanceSpec
 from zeroserve.instances.worker import (
@@ -444,6 +445,16 @@ def _warm_up(predictor: Predictor) -> None:
 
 def _run_template(sock: socket.socket, spec: InstanceSpec) -> int:
     set_process_name("zs-template")
+    # No platform environment and no secrets while it loads (each instance forked from it
+    # gets its own environment after the fork), and a temp dir of its own (sandbox.py).
+    tmp_dir = enter_template(spec)
+    try:
+        return _load_template(sock, spec)
+    finally:
+        remove_tmp_dir(tmp_dir)
+
+
+def _load_template(sock: socket.socket, spec: InstanceSpec) -> int:
     # Threads the runtime's framework starts when imported are the baseline: onnxruntime
     # starts one housekeeping thread (idle in a timed condition wait) at import. A child
     # forked from here has no copy of it and never touches it: its sessions are
@@ -463,7 +474,7 @@ def _run_template(sock: socket.socket, spec: InstanceSpec) -> int:
     try:
         predictor, timings = load(spec)
     except LoadFailed as exc:
-        ipc.send_blocking(sock, ipc.encode(ipc.Kind.LOAD_ERROR, 0, {"error": str(exc)}))
+        ipc.send_blocking(sock, ipc.encode(ipc.Kind.LOAD_ERROR, 0, exc.meta()))
         return 1
     _warm_up(predictor)
     threads = thread_count()

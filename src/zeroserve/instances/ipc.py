@@ -38,10 +38,14 @@ MAX_FRAME_BYTES = 1 << 31
 
 class Kind(enum.IntEnum):
     READY = 1  # instance -> gateway: loaded; meta has the signature and load timings
-    LOAD_ERROR = 2  # instance -> gateway: could not load; meta["error"] says why
+    # instance -> gateway: could not load; meta["error"] says why, meta["limit"] ("memory")
+    # when it went over its limit
+    LOAD_ERROR = 2
     INFER = 3  # gateway -> instance: tensors to predict on
     RESULT = 4  # instance -> gateway: output tensors
-    ERROR = 5  # instance -> gateway: predict raised; meta["error"] says what
+    # instance -> gateway: predict raised; meta["error"] says what, meta["limit"] ("memory")
+    # when it went over its limit (the instance then exits)
+    ERROR = 5
     SHUTDOWN = 6  # gateway -> instance: finish in-flight work and exit
     # Fork server control channel (forkserver.py):
     FORK = 7  # gateway -> fork server: start an instance; carries its socket as SCM_RIGHTS
@@ -51,6 +55,9 @@ class Kind(enum.IntEnum):
     PREPARE = 11  # gateway -> fork server: make the snapshot template of meta["spec"]
     TEMPLATES = 12  # fork server -> gateway: meta {sizes: {key: bytes}} or {failed: {key: why}}
     DROP = 13  # gateway -> fork server: meta {model}: its templates go (the model was removed)
+    # gateway -> spawned instance, first frame: meta {spec}. The spec holds the instance's
+    # secrets (env), so it never goes on a command line, where `ps` would show it.
+    START = 14
 
 
 class Frame:

@@ -12,26 +12,39 @@ import socket
 import subprocess
 import sys
 import time
+import traceback
+from pathlib import Path
 from typing import Any, Protocol
 
+from zeroserve.artifacts import ArtifactError, local_artifact_path
 from zeroserve.instances import ipc
-from zeroserve.instances.backend import InstanceDied, ModelError, StartError, StartInfo
+from zeroserve.instances.backend import (
+    InstanceDied,
+    LimitExceeded,
+    ModelError,
+    StartError,
+    StartInfo,
+)
+from zeroserve.instances.sandbox import (
+    TempDirs,
+    exceeded_limit,
+    launch_env,
+    remove_tmp_dir,
+)
 from zeroserve.instances.spec import InstanceSpec
 from zeroserve.spec import Signature
 from zeroserve.tensors import Tensors
 
-__all__ = ["LocalBackend", "LocalInstance", "ProcessHandle", "connect"]
+__all__ = [
+    "LocalBackend",
+    "LocalInstance",
+    "ProcessHandle",
+    "connect",
+    "fetch_artifact",
+    "start_frame",
+]
 
 _PREFIX = 4
-
-# One BLAS/OpenMP thread per instance: instances are the unit of parallelism, and the fork
-# server must stay single-threaded to be forked from (forkserver.py).
-SINGLE_THREADED = {
-    "OMP_NUM_THREADS": "1",
-    "OPENBLAS_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-    "NUMEXPR_NUM_THREADS": "1",
-}
 
 
 async def _read_frame(reader: asyncio.StreamReader) -> ipc.Frame | None:
@@ -55,6 +68,23 @@ def _describe_exit(returncode: int | None) -> str:
         except ValueError:
             return f"killed by signal {-returncode}"
     return f"exited with code {returncode}"
+
+
+async def _remove_tmp_dir(path: str | None) -> None:
+    """Remove an instance's temp dir once it is gone, off the event loop (it may be big)."""
+    if path:
+        try:
+            await asyncio.to_thread(remove_tmp_dir, path)
+        except RuntimeError:  # the loop's default executor is shut down: the platform stops
+            remove_tmp_dir(path)
+
+
+def _error(meta: dict[str, Any]) -> Exception:
+    """An ERROR frame as an exception: the model's own error, or its going over a limit
+    (the instance exits next)."""
+    message = str(meta.get("error", "model error"))
+    limit = meta.get("limit")
+    return LimitExceeded(message, reason=str(limit)) if limit else ModelError(message)
 
 
 class ProcessHandle(Protocol):
@@ -81,6 +111,7 @@ class LocalInstance:
         path: str,
     ) -> None:
         self.id = spec.instance_id
+        self._spec = spec
         self.signature = Signature.model_validate(ready.meta["signature"])
         self.start_info = StartInfo(
             total_ms=(time.perf_counter() - started_at) * 1e3,
@@ -94,6 +125,7 @@ class LocalInstance:
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Tensors]] = {}
         self._exit_reason: str | None = None
+        self._limit_exceeded: str | None = None
         self._channel_open = True
         self._closed = asyncio.Event()
         self._reader_task = asyncio.create_task(self._read_loop(), name=f"instance-{self.id}")
@@ -106,6 +138,10 @@ class LocalInstance:
     def exit_reason(self) -> str | None:
         return self._exit_reason
 
+    @property
+    def limit_exceeded(self) -> str | None:
+        return self._limit_exceeded
+
     async def _read_loop(self) -> None:
         try:
             while (frame := await _read_frame(self._reader)) is not None:
@@ -115,7 +151,7 @@ class LocalInstance:
                 if frame.kind == ipc.Kind.RESULT:
                     fut.set_result(frame.tensors)
                 elif frame.kind == ipc.Kind.ERROR:
-                    fut.set_exception(ModelError(str(frame.meta.get("error", "model error"))))
+                    fut.set_exception(_error(frame.meta))
         finally:
             self._channel_open = False  # before any await: no new request goes this way
             await self._on_exit()
@@ -127,13 +163,25 @@ class LocalInstance:
             self._proc.kill()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._proc.wait(), timeout=5.0)
+        limit = exceeded_limit(self._proc.returncode, self._spec)
+        if limit is not None:
+            self._limit_exceeded, reason = limit
+            self._exit_reason = self._exit_reason or reason
         self._exit_reason = self._exit_reason or _describe_exit(self._proc.returncode)
         for fut in self._pending.values():
             if not fut.done():
-                fut.set_exception(InstanceDied(f"instance {self._exit_reason}"))
+                fut.set_exception(self._died())
         self._pending.clear()
         self._writer.close()
+        await _remove_tmp_dir(self._spec.tmp_dir)  # what a killed instance could not remove
         self._closed.set()
+
+    def _died(self) -> InstanceDied:
+        """What a request in flight when the instance went away gets."""
+        message = f"instance {self._exit_reason}"
+        if self._limit_exceeded is not None:
+            return LimitExceeded(message, reason=self._limit_exceeded)
+        return InstanceDied(message)
 
     async def infer(self, inputs: Tensors) -> Tensors:
         if not self.alive:
@@ -189,6 +237,7 @@ async def connect(
         writer.close()
         proc.kill()
         await proc.wait()
+        await _remove_tmp_dir(spec.tmp_dir)
 
     try:
         ready = await asyncio.wait_for(_read_frame(reader), timeout=timeout_s)
@@ -204,12 +253,43 @@ async def connect(
         ) from None
     if ready is None or ready.kind != ipc.Kind.READY:
         await abandon()
-        if ready is not None and ready.kind == ipc.Kind.LOAD_ERROR:
-            raise StartError(str(ready.meta.get("error", "load failed")), retryable=False)
-        raise StartError(
-            f"instance {_describe_exit(proc.returncode)} while loading", retryable=True
-        )
+        raise _start_error(spec, ready, proc.returncode)
     return LocalInstance(spec, proc, reader, writer, ready, started_at, path)
+
+
+def _start_error(spec: InstanceSpec, frame: ipc.Frame | None, returncode: int | None) -> StartError:
+    """Why an instance did not become ready: its load error, or how it died."""
+    if frame is not None and frame.kind == ipc.Kind.LOAD_ERROR:
+        limit = frame.meta.get("limit")
+        error = str(frame.meta.get("error", "load failed"))
+        return StartError(error, retryable=False, reason=str(limit) if limit else None)
+    limit = exceeded_limit(returncode, spec)
+    if limit is not None:  # the same load would go over the same limit again
+        label, reason = limit
+        return StartError(f"instance {reason} while loading", retryable=False, reason=label)
+    return StartError(f"instance {_describe_exit(returncode)} while loading", retryable=True)
+
+
+async def fetch_artifact(spec: InstanceSpec) -> None:
+    """Bring a remote store's artifact into this machine's cache, here in the gateway:
+    instances have none of the platform's environment (sandbox.py), so none of its store
+    credentials, and only ever read local files. A file:// store is read in place."""
+    if spec.store_uri.startswith("file://"):
+        return
+    try:
+        await asyncio.to_thread(
+            local_artifact_path, spec.store_uri, spec.artifact_sha256, Path(spec.cache_dir)
+        )
+    except ArtifactError as exc:
+        raise StartError(str(exc), retryable=False) from None
+    except Exception as exc:  # the store's own errors (network, permissions)
+        error = "".join(traceback.format_exception_only(exc)).strip()
+        raise StartError(f"cannot fetch the artifact: {error}", retryable=False) from None
+
+
+def start_frame(spec: InstanceSpec) -> bytes:
+    """The first frame to a spawned worker: its spec (see ipc.Kind.START)."""
+    return b"".join(bytes(b) for b in ipc.encode(ipc.Kind.START, 0, {"spec": spec.as_dict()}))
 
 
 class LocalBackend:
@@ -218,25 +298,33 @@ class LocalBackend:
 
     name = "local"
 
-    def __init__(self, python: str = sys.executable) -> None:
+    def __init__(self, python: str = sys.executable, *, temp_dirs: TempDirs | None = None) -> None:
         self._python = python
         self._procs: set[asyncio.subprocess.Process] = set()
+        self.temp_dirs = temp_dirs or TempDirs()
 
     async def start(self, spec: InstanceSpec, *, timeout_s: float) -> LocalInstance:
         started_at = time.perf_counter()
+        await fetch_artifact(spec)
+        spec = self.temp_dirs.make(spec)
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             proc = await asyncio.create_subprocess_exec(
-                self._python, "-m", "zeroserve.instances.worker",
-                str(child.fileno()), spec.to_json(),
+                self._python, "-m", "zeroserve.instances.worker", str(child.fileno()),
                 pass_fds=(child.fileno(),),
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # Ctrl-C on the terminal reaches the gateway only
-                env={**os.environ, **SINGLE_THREADED},  # as forked instances have it
+                env=launch_env(os.environ),  # nothing of the platform's (sandbox.py)
             )  # fmt: skip
+        except BaseException:
+            parent.close()
+            remove_tmp_dir(spec.tmp_dir)
+            raise
         finally:
             child.close()
         self._procs.add(proc)
+        with contextlib.suppress(OSError):  # it died already: connect() says how
+            parent.sendall(start_frame(spec))
         try:
             instance = await connect(
                 spec, _Spawned(proc), parent, timeout_s=timeout_s, started_at=started_at,
@@ -271,6 +359,7 @@ class LocalBackend:
         for proc in list(self._procs):
             await proc.wait()
         self._procs.clear()
+        self.temp_dirs.close()
 
 
 class _Spawned:

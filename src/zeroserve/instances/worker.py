@@ -1,15 +1,15 @@
 """The instance process: load one version, then answer INFER frames until told to stop.
 
-Run as `python -m zeroserve.instances.worker FD SPEC_JSON`, where FD is this end of a
-stream socket to the gateway. The instance exits when the gateway closes the socket or dies
-(PR_SET_PDEATHSIG), so a `kill -9` of the platform leaves no orphans behind.
+Run as `python -m zeroserve.instances.worker FD`, where FD is this end of a stream socket to
+the gateway, whose first frame (START) is the instance's spec. The instance exits when the
+gateway closes the socket or dies (PR_SET_PDEATHSIG), so a `kill -9` of the platform leaves
+no orphans behind. Its environment, temp dir and limits: sandbox.py.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
-import resource
 import signal
 import socket
 import sys
@@ -18,10 +18,18 @@ import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NoReturn
 
 from zeroserve.artifacts import ArtifactError, local_artifact_path
 from zeroserve.artifacts.archives import unpack
 from zeroserve.instances import ipc
+from zeroserve.instances.sandbox import (
+    EXIT_OUT_OF_MEMORY,
+    enter_instance,
+    memory_limit_reason,
+    out_of_memory,
+    remove_tmp_dir,
+)
 from zeroserve.instances.spec import InstanceSpec
 from zeroserve.runtimes import LoadError, Predictor, load_predictor
 
@@ -47,19 +55,13 @@ def set_process_name(name: str) -> None:
         pass
 
 
-def _limit_memory(memory_mb: int | None) -> None:
-    # RLIMIT_DATA counts the heap and private writable mappings (Linux >= 4.7), which is what
-    # a model's weights and activations occupy; RLIMIT_AS would also count the reserved but
-    # untouched address space of thread stacks and allocator arenas and fail far too early.
-    if memory_mb:
-        limit = memory_mb * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
-
-
 class _Server:
-    def __init__(self, sock: socket.socket, predictor: Predictor, concurrency: int) -> None:
+    def __init__(
+        self, sock: socket.socket, predictor: Predictor, concurrency: int, memory_mb: int | None
+    ) -> None:
         self._sock = sock
         self._predictor = predictor
+        self._memory_mb = memory_mb
         self._send_lock = threading.Lock()
         # onnxruntime and numpy release the GIL while they compute, so threads give real
         # overlap up to the per-instance concurrency the scaling policy allows.
@@ -80,11 +82,32 @@ class _Server:
             meta = {"predict_ms": (time.perf_counter() - t0) * 1e3}
             reply = ipc.encode(ipc.Kind.RESULT, frame.request_id, meta, outputs)
         except Exception as exc:  # the model's own error goes back to its caller
+            if self._memory_mb and out_of_memory(exc):
+                self._out_of_memory(frame.request_id, exc)
             message = f"{type(exc).__name__}: {exc}"
             reply = ipc.encode(ipc.Kind.ERROR, frame.request_id, {"error": message})
         self._send(reply)
 
+    def _out_of_memory(self, request_id: int, exc: Exception) -> NoReturn:
+        """Past memory_mb: tell this request's caller, then exit at once. A process that ran
+        out of memory halfway through may be inconsistent; the gateway replaces it, and its
+        other requests fail with the same reason (the exit status says it)."""
+        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        error = f"instance {memory_limit_reason(self._memory_mb)} ({detail})"
+        try:
+            self._send(ipc.encode(ipc.Kind.ERROR, request_id, {"error": error, "limit": "memory"}))
+        finally:
+            os._exit(EXIT_OUT_OF_MEMORY)
+
     def serve(self) -> None:
+        try:
+            self._serve()
+        except MemoryError:  # e.g. receiving an input too big for the limit
+            if self._memory_mb:
+                os._exit(EXIT_OUT_OF_MEMORY)
+            raise
+
+    def _serve(self) -> None:
         while True:
             frame = ipc.recv_frame_blocking(self._sock)
             if frame is None or frame.kind == ipc.Kind.SHUTDOWN:
@@ -100,7 +123,16 @@ class _Server:
 
 
 class LoadFailed(Exception):
-    """The instance could not load its model; the message is for the deployer."""
+    """The instance could not load its model; the message is for the deployer. `limit` is
+    "memory" when it ran out of its memory limit."""
+
+    def __init__(self, message: str, *, limit: str | None = None) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+    def meta(self) -> dict[str, str]:
+        """The LOAD_ERROR frame's meta."""
+        return {"error": str(self), **({"limit": self.limit} if self.limit else {})}
 
 
 def load(spec: InstanceSpec) -> tuple[Predictor, dict[str, float]]:
@@ -113,32 +145,44 @@ def load(spec: InstanceSpec) -> tuple[Predictor, dict[str, float]]:
         t_fetch = time.perf_counter()
         predictor = load_predictor(spec.runtime, path, spec.options)
         t_load = time.perf_counter()
-    except MemoryError:
-        raise LoadFailed(
-            f"instance exceeded its memory limit of {spec.memory_mb} MB while loading"
-        ) from None
-    except (LoadError, ArtifactError) as exc:
-        raise LoadFailed(str(exc)) from None
-    except Exception as exc:  # user code (a Python model's import) can raise anything
-        raise LoadFailed("".join(traceback.format_exception_only(exc)).strip()) from None
+    except Exception as exc:
+        raise _load_failed(exc, spec.memory_mb) from None
     return predictor, {"fetch_ms": (t_fetch - t0) * 1e3, "load_ms": (t_load - t_fetch) * 1e3}
+
+
+def _load_failed(exc: Exception, memory_mb: int | None) -> LoadFailed:
+    if memory_mb and out_of_memory(exc):
+        reason = memory_limit_reason(memory_mb)
+        return LoadFailed(f"instance {reason} while loading", limit="memory")
+    if isinstance(exc, LoadError | ArtifactError):
+        return LoadFailed(str(exc))
+    # User code (a Python model's import) can raise anything.
+    return LoadFailed("".join(traceback.format_exception_only(exc)).strip())
 
 
 def run_instance(
     sock: socket.socket, spec: InstanceSpec, preloaded: Predictor | None = None
 ) -> int:
-    """Load (unless a snapshot handed us a loaded predictor), say READY, serve until told."""
+    """Set up the sandbox (environment, temp dir, limits), load (unless a snapshot handed us
+    a loaded predictor), say READY, serve until told; the temp dir goes on the way out."""
     set_process_name("zs-instance")
-    _limit_memory(spec.memory_mb)
+    enter_instance(spec)
+    try:
+        return _load_and_serve(sock, spec, preloaded)
+    finally:
+        remove_tmp_dir(spec.tmp_dir)
+
+
+def _load_and_serve(sock: socket.socket, spec: InstanceSpec, preloaded: Predictor | None) -> int:
     if preloaded is None:
         try:
             predictor, timings = load(spec)
         except LoadFailed as exc:
-            ipc.send_blocking(sock, ipc.encode(ipc.Kind.LOAD_ERROR, 0, {"error": str(exc)}))
+            ipc.send_blocking(sock, ipc.encode(ipc.Kind.LOAD_ERROR, 0, exc.meta()))
             return 1
     else:
         predictor, timings = preloaded, {"fetch_ms": 0.0, "load_ms": 0.0}
-    server = _Server(sock, predictor, spec.concurrency)
+    server = _Server(sock, predictor, spec.concurrency, spec.memory_mb)
     meta = {"pid": os.getpid(), "signature": predictor.signature.model_dump(), **timings}
     ipc.send_blocking(sock, ipc.encode(ipc.Kind.READY, 0, meta))
     server.serve()
@@ -147,9 +191,12 @@ def run_instance(
 
 def main(argv: list[str]) -> int:
     die_with_parent()
-    fd, spec = int(argv[0]), InstanceSpec.from_json(argv[1])
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the gateway; it stops us
-    return run_instance(socket.socket(fileno=fd), spec)
+    sock = socket.socket(fileno=int(argv[0]))
+    start = ipc.recv_frame_blocking(sock)  # the spec: not on the command line (secrets)
+    if start is None or start.kind != ipc.Kind.START:
+        return 1
+    return run_instance(sock, InstanceSpec(**start.meta["spec"]))
 
 
 if __name__ == "__main__":

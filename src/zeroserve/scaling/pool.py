@@ -15,7 +15,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ from zeroserve.instances import (
     Instance,
     InstanceDied,
     InstanceSpec,
+    LimitExceeded,
     ModelError,
     StartError,
 )
@@ -45,7 +46,9 @@ from zeroserve.tensors import Tensors
 __all__ = [
     "DeadlineExceeded",
     "DeadlineUnmeetable",
+    "InstanceCpuLimit",
     "InstanceCrashed",
+    "InstanceOutOfMemory",
     "InvocationTimeout",
     "Pool",
     "PoolClosed",
@@ -69,6 +72,9 @@ _MAX_CRASHED_STARTS = 3
 # An invocation whose instance died is retried once on another: inference has no side effects.
 _MAX_ATTEMPTS = 2
 
+# What the pool tells the platform (for the audit log), and with what: see Pool's on_event.
+EventHook = Callable[[str, dict[str, Any]], None]
+
 
 class QueueTimeout(Exception):
     """No instance slot freed up within the queue timeout."""
@@ -80,6 +86,16 @@ class InvocationTimeout(Exception):
 
 class InstanceCrashed(Exception):
     """The instance died while running the invocation, twice in a row."""
+
+
+class InstanceOutOfMemory(Exception):
+    """The instance went over its memory limit (memory_mb) while running or loading the
+    invocation; it was replaced (503). The message names the limit."""
+
+
+class InstanceCpuLimit(Exception):
+    """The instance went over its CPU-time limit (cpu_limit_s) while running the invocation;
+    it was replaced (503). The message names the limit."""
 
 
 class StartFailed(Exception):
@@ -109,6 +125,11 @@ class Result:
     instance_id: str
     batch_size: int = 1  # requests that shared the model call
     cache: str | None = None  # "hit" or "miss" when the version has a response cache
+
+
+def _limit_error(reason: str, message: str) -> Exception:
+    """The core exception for going over a limit ("memory" or "cpu_limit")."""
+    return InstanceOutOfMemory(message) if reason == "memory" else InstanceCpuLimit(message)
 
 
 def _stack(batch: list[_Invocation]) -> Tensors:
@@ -156,14 +177,21 @@ class _Slot:
     ready_at: float
     last_active: float
     in_flight: int = 0
-    # Why the pool killed it (e.g. "timeout"); None: if it exits, it crashed.
+    # Why the pool killed it or let it go ("timeout", "memory"); None: if it exits, it
+    # crashed. Set, the slot takes no new work.
     killed_for: str | None = None
 
 
 def instance_spec(
-    v: VersionSpec, *, instance_id: str, store_uri: str, cache_dir: str
+    v: VersionSpec,
+    *,
+    instance_id: str,
+    store_uri: str,
+    cache_dir: str,
+    env: Mapping[str, str] | None = None,
 ) -> InstanceSpec:
-    """What a backend needs to start an instance of version `v`."""
+    """What a backend needs to start an instance of version `v`; `env` is its environment
+    beyond the allowlist (the version's secrets: see instances/sandbox.py)."""
     return InstanceSpec(
         instance_id=instance_id,
         model=v.model,
@@ -176,6 +204,8 @@ def instance_spec(
         memory_mb=v.memory_mb,
         options=v.options(),
         snapshot=v.snapshot,
+        cpu_limit_s=v.cpu_limit_s,
+        env=dict(env or {}),
     )
 
 
@@ -192,7 +222,14 @@ class Pool:
         start_timeout_s: float,
         min_instances: int,
         clock: Callable[[], float] = time.monotonic,
+        env: Mapping[str, str] | None = None,
+        on_event: EventHook | None = None,
     ) -> None:
+        """`env`: every instance's environment beyond the allowlist (the version's secrets).
+        `on_event(name, fields)`: called when an instance goes over a limit, with
+        ("instance.memory_exceeded", {model, version, instance, limit_mb}) or
+        ("instance.cpu_limit_exceeded", {model, version, instance, limit_s}); it must not
+        block (it runs on the event loop) and what it raises is logged, not raised."""
         self.version = version
         self.min_instances = min_instances
         self._backend = backend
@@ -202,6 +239,8 @@ class Pool:
         self._queue_timeout_s = queue_timeout_s
         self._start_timeout_s = start_timeout_s
         self._clock = clock
+        self._env = dict(env or {})
+        self._on_event = on_event
         self._labels = (version.model, str(version.version))
         # Labelled children looked up once: _publish runs on every dispatch.
         self._gauges = (
@@ -331,7 +370,11 @@ class Pool:
     def _free_slot(self) -> _Slot | None:
         best: _Slot | None = None
         for slot in self._slots.values():
-            free = slot.in_flight < self.version.scaling.concurrency and slot.instance.alive
+            free = (
+                slot.in_flight < self.version.scaling.concurrency
+                and slot.instance.alive
+                and slot.killed_for is None
+            )
             if free and (best is None or slot.in_flight < best.in_flight):
                 best = slot
         return best
@@ -443,6 +486,11 @@ class Pool:
             slot.instance.kill()
         elif isinstance(exc, ModelError):
             self._fail_all(batch, exc)
+        elif isinstance(exc, LimitExceeded):
+            # Not retried: the same request would likely take the next instance down too. The
+            # instance exits by itself (the worker or the kernel ends it); _watch counts it.
+            slot.killed_for = slot.killed_for or exc.reason
+            self._fail_all(batch, _limit_error(exc.reason, str(exc)))
         elif isinstance(exc, InstanceDied):
             # Inference has no side effects: back to the head of the queue, in order, once.
             what = str(exc).removeprefix("instance ")
@@ -471,6 +519,7 @@ class Pool:
             instance_id=f"{v.model}-v{v.version}-{next(self._serial)}-{uuid.uuid4().hex[:6]}",
             store_uri=self._store_uri,
             cache_dir=self._cache_dir,
+            env=self._env,
         )
 
     async def _start_one(self) -> None:
@@ -510,6 +559,9 @@ class Pool:
 
     def _on_start_failed(self, exc: StartError) -> None:
         self._metrics.start_failures.labels(*self._labels).inc()
+        if exc.reason is not None:  # it went over a limit while loading
+            self._metrics.instance_exits.labels(*self._labels, exc.reason).inc()
+            self._emit_limit_event(exc.reason, instance_id=None)
         self._failed_starts += 1
         first = _BACKOFF_CRASH_S if exc.retryable else _BACKOFF_FIRST_S
         self._backoff_s = min(_BACKOFF_MAX_S, max(first, self._backoff_s * 2))
@@ -519,8 +571,10 @@ class Pool:
         give_up = not exc.retryable or self._failed_starts >= _MAX_CRASHED_STARTS
         if give_up and not self._slots and not self._starting:
             # Nothing will serve the queue: tell the waiting clients why, now.
+            message = f"the model failed to start: {exc}"
+            failure = _limit_error(exc.reason, message) if exc.reason else StartFailed(message)
             while self._queue:
-                self._fail(self._queue.popleft(), StartFailed(f"the model failed to start: {exc}"))
+                self._fail(self._queue.popleft(), failure)
         self._pump()
 
     async def _watch(self, slot: _Slot) -> None:
@@ -529,9 +583,26 @@ class Pool:
         if self._slots.pop(slot.instance.id, None) is not None:
             # Gone without being asked to stop: a crash, or our kill after a timeout.
             log.warning("instance %s %s", slot.instance.id, reason)
-            kind = slot.killed_for or "crashed"
+            kind = slot.instance.limit_exceeded or slot.killed_for or "crashed"
             self._metrics.instance_exits.labels(*self._labels, kind).inc()
+            self._emit_limit_event(kind, instance_id=slot.instance.id)
             self._pump()
+
+    def _emit_limit_event(self, kind: str, *, instance_id: str | None) -> None:
+        """Tell the platform (its audit log) that an instance went over a limit."""
+        v = self.version
+        fields: dict[str, Any] = {"model": v.model, "version": v.version, "instance": instance_id}
+        if kind == "memory":
+            name, fields["limit_mb"] = "instance.memory_exceeded", v.memory_mb
+        elif kind == "cpu_limit":
+            name, fields["limit_s"] = "instance.cpu_limit_exceeded", v.cpu_limit_s
+        else:
+            return
+        if self._on_event is not None:
+            try:
+                self._on_event(name, fields)
+            except Exception:  # the audit log failing must not stop serving
+                log.exception("event hook failed on %s", name)
 
     async def _stop(self, slot: _Slot, reason: str) -> None:
         self._stopping += 1
