@@ -177,7 +177,8 @@ class Platform:
                 "sklearn artifacts are pickles, and loading a pickle runs the code inside it;"
                 " deploy with --trust (trust: true) only if you trust where the file came from"
             )
-        signature = await self._inspect(name, runtime, digest, filename, request)
+        env = self._secret_env(request.secrets, actor.tenant)
+        signature = await self._inspect(name, runtime, digest, filename, request, env)
         async with self._deploy_lock:
             spec = VersionSpec(
                 model=name,
@@ -230,9 +231,12 @@ class Platform:
 
     def instance_env(self, spec: VersionSpec) -> dict[str, str]:
         """The secrets a version's instances get in their environment (and nothing else)."""
-        if not spec.secrets or self.secrets is None:
+        return self._secret_env(spec.secrets, spec.tenant)
+
+    def _secret_env(self, names: list[str], tenant: str) -> dict[str, str]:
+        if not names or self.secrets is None:
             return {}
-        return {n: self.secrets.get(spec.tenant, n).reveal() for n in spec.secrets}
+        return {n: self.secrets.get(tenant, n).reveal() for n in names}
 
     async def _resolve_artifact(self, request: DeployRequest) -> tuple[str, int, str]:
         ref = request.artifact
@@ -251,7 +255,13 @@ class Platform:
         return digest, size, ref.filename or ref.uri.rstrip("/").rsplit("/", 1)[-1]
 
     async def _inspect(
-        self, name: str, runtime: str, digest: str, filename: str, request: DeployRequest
+        self,
+        name: str,
+        runtime: str,
+        digest: str,
+        filename: str,
+        request: DeployRequest,
+        env: dict[str, str],
     ) -> Signature:
         """Load the model once in a throwaway instance: a model that cannot load is refused
         at deploy time, and its signature (inputs, outputs) is recorded with the version."""
@@ -266,6 +276,8 @@ class Platform:
             concurrency=1,
             memory_mb=request.memory_mb,
             options=runtime_options(request.python_class, filename),
+            env=env,
+            cpu_limit_s=request.cpu_limit_s,
         )
         try:
             instance = await self.backend.start(spec, timeout_s=self.settings.start_timeout_s)
@@ -351,9 +363,20 @@ class Platform:
                 queue_timeout_s=self.settings.queue_timeout_s,
                 start_timeout_s=self.settings.start_timeout_s,
                 min_instances=self._warm_target(record, spec) if record else 0,
+                env=self.instance_env(spec),
+                on_event=self._instance_event,
             )
             self._pools[key] = pool
         return pool
+
+    def _instance_event(self, name: str, fields: dict[str, Any]) -> None:
+        """An instance went over a limit: into the audit log, under the model's tenant."""
+        record = self._models.get(str(fields.get("model")))
+        tenant = record.tenant if record else "default"
+        try:
+            self.audit.record(Actor(tenant, "platform"), name, str(fields.get("model")), fields)
+        except Exception:  # the audit log failing must not take serving down
+            log.exception("recording %s in the audit log failed", name)
 
     def _warm_target(self, record: ModelRecord, spec: VersionSpec) -> int:
         # Warm pools (min_instances, schedules, prewarm) apply to versions that receive

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -252,3 +253,88 @@ def test_audit_log_records_who_did_what_and_detects_tampering(
     )  # fmt: skip
     assert verify.returncode == 1
     assert "row 2" in verify.stderr
+
+
+def test_secrets_reach_only_their_instances_and_never_leak(
+    server_factory: Any, tmp_path: Path
+) -> None:
+    from cryptography.fernet import Fernet
+
+    value = "s3cr3t-value-9f8e7d"
+    state = tmp_path / "secret-state"
+    admin_key = bootstrap(state)
+    server: Server = server_factory(
+        "--auth", state_dir=state, ZEROSERVE_API_KEY=admin_key,
+        ZEROSERVE_SECRETS_KEY=Fernet.generate_key().decode(),
+    )  # fmt: skip
+    models = Path(__file__).parent / "models"
+    with client(server, admin_key) as admin:
+        deployer = make_key(admin, "acme", "deployer")
+    env = {**server.env, "ZEROSERVE_API_KEY": deployer}
+
+    def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        out = subprocess.run(
+            [sys.executable, "-m", "zeroserve.cli", *args, "--url", server.url],
+            input=stdin, capture_output=True, text=True, env=env, timeout=120,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        return out
+
+    cli("secrets", "set", "API_TOKEN", stdin=value)
+    assert cli("secrets", "ls").stdout.split() == ["API_TOKEN"]
+    spec = tmp_path / "with-secret.yaml"
+    spec.write_text("secrets: [API_TOKEN]\n")
+    cli("deploy", "envdump", str(models / "envdump.py"), "-f", str(spec))
+    cli("deploy", "plain", str(models / "envdump.py"))
+    row = {"inputs": [{"name": "x", "datatype": "INT64", "shape": [1], "data": [1]}]}
+    with client(server, deployer) as c:
+        seen = json.loads(
+            c.post("/v2/models/envdump/infer", json=row).json()["outputs"][0]["data"][0]
+        )
+        plain = json.loads(
+            c.post("/v2/models/plain/infer", json=row).json()["outputs"][0]["data"][0]
+        )
+        metrics = c.get("/metrics").text
+        document = c.get("/openapi.json").text
+        status = c.get("/api/models/envdump").text
+        audit = c.get("/api/audit").text
+        assert c.get("/api/secrets").json() == {"secrets": ["API_TOKEN"]}
+    assert seen["environ"]["API_TOKEN"] == value  # the instance that names it gets it
+    assert "API_TOKEN" not in plain["environ"]  # another version does not
+    assert "ZEROSERVE_SECRETS_KEY" not in seen["environ"]
+    assert "ZEROSERVE_API_KEY" not in seen["environ"]
+    # Another tenant cannot read or use it.
+    with client(server, admin_key) as admin:
+        other = make_key(admin, "other", "deployer")
+    with client(server, other) as o:
+        assert o.get("/api/secrets").json() == {"secrets": []}
+    server.stop()
+    leaks = {
+        "server log": server.log(),
+        "metrics": metrics,
+        "openapi": document,
+        "model status": status,
+        "audit API": audit,
+    }
+    for name in ("registry.db", "secrets.db", "audit.db", "jobs.db", "keys.db"):
+        for path in server.state_dir.glob(name + "*"):  # with -wal and -shm
+            leaks[path.name] = path.read_bytes().decode("latin-1")
+    for where, text in leaks.items():
+        assert value not in text, where
+    assert "secret.set" in audit
+
+
+def test_a_zip_slip_archive_is_refused_at_deploy(server: Server, tmp_path: Path) -> None:
+    import zipfile
+
+    archive = tmp_path / "evil.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        source = "class M:\n    def load(self, p): pass\n    def predict(self, b): return b\n"
+        zf.writestr("model.py", source)
+        zf.writestr("../../escaped.py", "boom")
+    out = server.cli("deploy", "evil", str(archive), "--runtime", "python", check=False)
+    assert out.returncode == 1
+    assert "outside the archive" in out.stderr
+    assert not list(server.state_dir.parent.rglob("escaped.py"))
+    with client(server, None) as c:
+        assert c.get("/api/models/evil").status_code == 404

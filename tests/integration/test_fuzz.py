@@ -20,6 +20,8 @@ from schemathesis import checks
 from tests.integration.conftest import Server
 
 EXAMPLES = 12
+
+
 # What the document promises: no 5xx, and every status, content type, header and body as
 # documented; with auth on, a request without a valid key is refused. (Not checked: that
 # every schema-valid body is accepted: some rules, like "exactly one of sha256 or uri", are

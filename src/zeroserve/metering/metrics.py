@@ -57,7 +57,8 @@ class Metrics:
         )
         self.instance_exits = Counter(
             "zeroserve_instance_exits",
-            "Instances gone, by reason: idle (scaled down), crashed, timeout, shutdown.",
+            "Instances gone, by reason: idle (scaled down), crashed, timeout, shutdown,"
+            " memory (over memory_mb), cpu_limit (over cpu_limit_s).",
             ["model", "version", "reason"],
             registry=r,
         )
