@@ -170,6 +170,13 @@ def test_tenants_cannot_see_each_others_models_jobs_metrics_or_audit(
         assert audit_b
         assert all(e["tenant"] == "beta" for e in audit_b)
         assert any(e["action"] == "model.deploy" for e in ca.get("/api/audit").json()["entries"])
+        # Idempotency keys are per tenant: the same key in another tenant is another request.
+        assert cb.post("/api/models/iris-b/versions", json=deploy).status_code == 201
+        k = {"Idempotency-Key": "order-1"}
+        assert ca.post("/v2/models/iris/infer", json=IRIS_ROW, headers=k).status_code == 200
+        other = cb.post("/v2/models/iris-b/infer", json=IRIS_ROW, headers=k)
+        assert other.status_code == 200
+        assert "idempotent-replayed" not in other.headers
 
 
 def test_revoking_a_key_takes_effect_at_once(secured: tuple[Server, str]) -> None:

@@ -66,7 +66,9 @@ class Metered:
     async def infer(
         self, spec: VersionSpec, inputs: Tensors, deadline_s: float | None = None
     ) -> Result:
-        return await self.platform.infer(spec, inputs, deadline_s, cacheable=True)
+        return await self.platform.infer(
+            spec, inputs, deadline_s, tenant=self.actor.tenant, cacheable=True
+        )
 
     def fail(self, exc: Exception) -> ApiError:
         err = to_api_error(exc)

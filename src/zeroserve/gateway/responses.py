@@ -12,10 +12,7 @@ from starlette.responses import Response
 from zeroserve.gateway.idempotency import Idempotency
 from zeroserve.platform import Platform
 
-__all__ = ["DEFAULT_TENANT", "idempotency_of", "json_response", "platform_of"]
-
-# Until tenants and keys exist, everything belongs to one tenant.
-DEFAULT_TENANT = "default"
+__all__ = ["idempotency_of", "json_response", "platform_of"]
 
 
 def json_response(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -12,7 +12,7 @@ from zeroserve.gateway.body import check_content_type, read_body
 from zeroserve.gateway.codec_v2 import validate
 from zeroserve.gateway.idempotency import idempotency_key, request_digest
 from zeroserve.gateway.invoke import DEADLINE_HEADER, Metered, parse_deadline, result_headers
-from zeroserve.gateway.responses import DEFAULT_TENANT, idempotency_of, json_response, platform_of
+from zeroserve.gateway.responses import idempotency_of, json_response, platform_of
 from zeroserve.spec import VersionSpec
 
 __all__ = ["routes"]
@@ -49,7 +49,7 @@ async def predict(request: Request) -> Response:
         if key is None:
             return await _predict(request, meter, spec, body)
         return await idempotency_of(request).run(
-            DEFAULT_TENANT,
+            meter.actor.tenant,  # keys are per tenant: one tenant's key never meets another's
             key,
             request_digest(request, body),
             lambda: _predict(request, meter, spec, body),

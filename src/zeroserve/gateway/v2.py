@@ -22,7 +22,7 @@ from zeroserve.gateway.invoke import (
     parse_version,
     result_headers,
 )
-from zeroserve.gateway.responses import DEFAULT_TENANT, idempotency_of, json_response, platform_of
+from zeroserve.gateway.responses import idempotency_of, json_response, platform_of
 from zeroserve.platform import Platform
 from zeroserve.spec import VersionSpec
 
@@ -109,7 +109,7 @@ async def infer(request: Request) -> Response:
         if key is None:
             return await _infer(request, meter, spec, body)
         return await idempotency_of(request).run(
-            DEFAULT_TENANT,
+            meter.actor.tenant,  # keys are per tenant: one tenant's key never meets another's
             key,
             request_digest(request, body),
             lambda: _infer(request, meter, spec, body),

@@ -21,8 +21,9 @@ from collections import Counter, deque
 from collections.abc import Callable
 
 from zeroserve.gateway import codec_v2
-from zeroserve.jobs.queue import JobQueue, Lease
+from zeroserve.jobs.queue import Job, JobQueue, Lease
 from zeroserve.jobs.retry import next_attempt_at
+from zeroserve.metering.audit_trail import Actor
 from zeroserve.platform import NotFound, Platform
 from zeroserve.scaling.autoscaler import desired_for_backlog
 from zeroserve.tensors import TensorError
@@ -147,14 +148,17 @@ class JobRunner:
     async def _run(self, lease: Lease) -> None:
         job = lease.job
         key = (job.model, job.version)
+        started = time.perf_counter()
         try:
             try:
                 result = await self._execute(lease)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                self._audit(job, 500, started, b"")
                 await self._failed(lease, exc)
                 return
+            self._audit(job, 200, started, result)
             stored = await asyncio.to_thread(
                 self.queue.complete, job.id, lease.token, result, self.clock()
             )
@@ -169,6 +173,19 @@ class JobRunner:
             self._running.pop(job.id, None)
             self._per_version[key] -= 1
             self._wake.set()
+
+    def _audit(self, job: Job, status: int, started: float, output: bytes) -> None:
+        """Each attempt is an invocation in the audit log, as a synchronous request is
+        (status 200, or 500 for a failed attempt), under the key that submitted the job."""
+        self.platform.audit.invocation(
+            Actor(job.tenant, job.submitted_by or "local"),
+            model=job.model,
+            version=str(job.version),
+            status=status,
+            latency_ms=(time.perf_counter() - started) * 1e3,
+            input_data=job.body,
+            output_data=output,
+        )
 
     async def _execute(self, lease: Lease) -> bytes:
         job = lease.job

@@ -23,12 +23,12 @@ from urllib.parse import urlsplit
 import orjson
 
 from zeroserve.gateway import codec_v2
-from zeroserve.gateway.responses import DEFAULT_TENANT
 from zeroserve.jobs.deliveries import Deliverer, output_path
 from zeroserve.jobs.queue import Job, JobInputError, JobQueue, NewJob, Trigger, TriggerFile
 from zeroserve.jobs.runner import JobRunner
 from zeroserve.jobs.triggers import TriggerWatcher
 from zeroserve.platform import Platform
+from zeroserve.security.tenants import DEFAULT_TENANT
 from zeroserve.spec import VersionSpec
 from zeroserve.tensors import TensorError
 
