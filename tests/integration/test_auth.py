@@ -239,6 +239,8 @@ def test_audit_log_records_who_did_what_and_detects_tampering(
     invoke = next(e for e in entries if e["action"] == "model.invoke")
     assert invoke["detail"]["status"] == 200
     assert len(invoke["detail"]["input_sha256"]) == 64
+    assert invoke["detail"]["input_bytes"] > 0
+    assert invoke["detail"]["output_bytes"] > 0  # the response's digest, not an empty one
     assert "5.1" not in str(invoke)  # digests of the data, never the data
     assert all(e["actor"] == admin_key.split("_")[1] for e in entries)
     assert "intact" in server.cli("audit", "verify").stdout

@@ -128,6 +128,7 @@ async def _infer(request: Request, meter: Metered, spec: VersionSpec, body: byte
         spec, req.inputs, parse_deadline(request.headers.get(DEADLINE_HEADER))
     )
     payload, header_length = codec_v2.encode_response(spec.model, spec.version, req, result.outputs)
+    meter.output_data = payload
     headers = result_headers(result)
     if header_length is None:
         return Response(payload, headers=headers, media_type="application/json")
