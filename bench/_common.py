@@ -9,6 +9,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
+import math
 import os
 import platform
 import re
@@ -80,6 +81,17 @@ def run_bench(run: Callable[[], dict[str, Any]], finish: Callable[[dict[str, Any
 def write_json(path: Path, result: dict[str, Any], **dump: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2, **dump) + "\n")
+
+
+def no_nan(value: Any) -> Any:
+    """NaN (a summary of no values) as null: NaN is not JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: no_nan(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [no_nan(v) for v in value]
+    return value
 
 
 def utc_now() -> str:

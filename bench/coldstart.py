@@ -95,6 +95,7 @@ from _common import (
     is_at_zero,
     machine_info,
     model_status,
+    no_nan,
     parent_comm,
     phase,
     run_bench,
@@ -780,24 +781,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def _no_nan(value: Any) -> Any:
-    """NaN (a summary of no values) as null: NaN is not JSON."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _no_nan(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_no_nan(v) for v in value]
-    return value
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
 
     def finish(result: dict[str, Any]) -> int:
         markdown = report(result)
         result["markdown"] = markdown
-        write_json(args.out, _no_nan(result), allow_nan=False)
+        write_json(args.out, no_nan(result), allow_nan=False)
         args.out.with_suffix(".md").write_text(markdown + "\n")
         console.print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
         summary = result["summary"].values()

@@ -86,6 +86,7 @@ from _common import (
     histogram_totals,
     machine_info,
     model_status,
+    no_nan,
     phase,
     run_bench,
     stop,
@@ -284,17 +285,6 @@ def statuses(jobs: Sequence[dict[str, Any]]) -> dict[str, int]:
 
 def retried(jobs: Sequence[dict[str, Any]]) -> int:
     return sum(1 for j in jobs if j["attempts"] != 1)
-
-
-def _no_nan(value: Any) -> Any:
-    """NaN (a summary of no values) as null: NaN is not JSON."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _no_nan(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_no_nan(v) for v in value]
-    return value
 
 
 def median_of(runs: Sequence[dict[str, Any]], *path: str) -> float:
@@ -941,7 +931,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def finish(result: dict[str, Any]) -> int:
         report(result)
-        write_json(args.out, _no_nan(result), allow_nan=False)
+        write_json(args.out, no_nan(result), allow_nan=False)
         console.print(f"wrote {args.out}")
         return 2 if result["problems"] else 0
 
