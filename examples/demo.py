@@ -83,6 +83,9 @@ or V1:
 Sentence embeddings (MiniLM, 384-d; its instances fork from a loaded snapshot):
   curl -s {base}/v1/models/minilm:predict -d '{{"instances":["a cat on a mat"]}}'
 
+An asynchronous job (queued on disk, retried, survives a restart; see docs/jobs.md):
+  .venv/bin/zeroserve jobs submit iris --wait --url {base} --data '{body}'
+
 Ctrl-C stops the platform; the deployments stay in {args.state_dir}.
 """,
             flush=True,
