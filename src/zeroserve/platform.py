@@ -331,12 +331,13 @@ class Platform:
         *,
         tenant: str = "default",
         cacheable: bool = False,
+        context: dict[str, Any] | None = None,
     ) -> Result:
         """Run one invocation; with `cacheable` and a cache policy on the version, a repeat
         of an earlier request's inputs is answered from the response cache."""
         policy = spec.cache if cacheable else None
         if policy is None:
-            return await self._pool(spec).infer(inputs, deadline_s)
+            return await self._pool(spec).infer(inputs, deadline_s, context)
         key = (spec.model, spec.version)
         digest = input_digest(tenant, spec.model, spec.version, inputs)
         hit = self.cache.get(key, digest)
@@ -345,7 +346,7 @@ class Platform:
             counter.labels(spec.model, str(spec.version), "hit").inc()
             return Result(hit, cold=False, instance_id="", batch_size=0, cache="hit")
         counter.labels(spec.model, str(spec.version), "miss").inc()
-        result = await self._pool(spec).infer(inputs, deadline_s)
+        result = await self._pool(spec).infer(inputs, deadline_s, context)
         self.cache.put(key, policy, digest, result.outputs)
         return replace(result, cache="miss")
 

@@ -127,7 +127,14 @@ def test_200_jobs_survive_kill_9_of_the_platform(server_factory: Any, tmp_path: 
     for key in twice:
         errors = jobs[ids[key]]["errors"]
         assert any("the platform running it stopped" in e["error"] for e in errors)
+        lines = [line.split() for line in log.read_text().splitlines()]
+        attempts = [fields[2] for fields in lines if fields[0] == key]
+        assert attempts == ["1", "2"]  # the model was told it was a second attempt
     assert len(twice) <= 2  # at most the instances x concurrency that were busy
+    # The model got each job's idempotency key on every attempt, so its side effect, made
+    # idempotent with the key, happened exactly once per key: none lost, none twice.
+    effects = sorted(p.name for p in Path(f"{log}.effects").iterdir())
+    assert effects == sorted(keys)
 
 
 def test_a_poison_job_is_dead_lettered_while_the_others_succeed(
@@ -375,6 +382,8 @@ def test_idempotency_key_on_sync_inference_returns_the_first_response(
         assert other.status_code == 422
         assert "different request" in other.json()["error"]
     assert ledger(log) == {"x": 1}
+    # The model saw the key it was called with (and the replay never reached it).
+    assert [p.name for p in Path(f"{log}.effects").iterdir()] == ["pay-1"]
 
 
 def test_cli_submits_a_folder_with_a_progress_bar_and_waits(server: Server, tmp_path: Path) -> None:

@@ -64,10 +64,15 @@ class Metered:
         return spec
 
     async def infer(
-        self, spec: VersionSpec, inputs: Tensors, deadline_s: float | None = None
+        self,
+        spec: VersionSpec,
+        inputs: Tensors,
+        deadline_s: float | None = None,
+        idempotency_key: str | None = None,
     ) -> Result:
+        context = {"idempotency_key": idempotency_key} if idempotency_key else None
         return await self.platform.infer(
-            spec, inputs, deadline_s, tenant=self.actor.tenant, cacheable=True
+            spec, inputs, deadline_s, tenant=self.actor.tenant, cacheable=True, context=context
         )
 
     def fail(self, exc: Exception) -> ApiError:

@@ -47,12 +47,12 @@ async def predict(request: Request) -> Response:
         meter.input_data = body
         key = idempotency_key(request)
         if key is None:
-            return await _predict(request, meter, spec, body)
+            return await _predict(request, meter, spec, body, None)
         return await idempotency_of(request).run(
             meter.actor.tenant,  # keys are per tenant: one tenant's key never meets another's
             key,
             request_digest(request, body),
-            lambda: _predict(request, meter, spec, body),
+            lambda: _predict(request, meter, spec, body, key),
         )
     except Exception as exc:
         raise meter.fail(exc) from None
@@ -60,10 +60,14 @@ async def predict(request: Request) -> Response:
         meter.done()
 
 
-async def _predict(request: Request, meter: Metered, spec: VersionSpec, body: bytes) -> Response:
+async def _predict(
+    request: Request, meter: Metered, spec: VersionSpec, body: bytes, key: str | None
+) -> Response:
     inputs, rows = codec_v1.decode_request(body, spec.signature)
     validate(inputs, spec.signature)
-    result = await meter.infer(spec, inputs, parse_deadline(request.headers.get(DEADLINE_HEADER)))
+    result = await meter.infer(
+        spec, inputs, parse_deadline(request.headers.get(DEADLINE_HEADER)), key
+    )
     payload = codec_v1.encode_response(result.outputs, rows)
     meter.output_data = payload
     return Response(payload, headers=result_headers(result), media_type="application/json")

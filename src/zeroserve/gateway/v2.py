@@ -107,12 +107,12 @@ async def infer(request: Request) -> Response:
         meter.input_data = body
         key = idempotency_key(request)
         if key is None:
-            return await _infer(request, meter, spec, body)
+            return await _infer(request, meter, spec, body, None)
         return await idempotency_of(request).run(
             meter.actor.tenant,  # keys are per tenant: one tenant's key never meets another's
             key,
             request_digest(request, body),
-            lambda: _infer(request, meter, spec, body),
+            lambda: _infer(request, meter, spec, body, key),
         )
     except Exception as exc:
         raise meter.fail(exc) from None
@@ -120,12 +120,14 @@ async def infer(request: Request) -> Response:
         meter.done()
 
 
-async def _infer(request: Request, meter: Metered, spec: VersionSpec, body: bytes) -> Response:
+async def _infer(
+    request: Request, meter: Metered, spec: VersionSpec, body: bytes, key: str | None
+) -> Response:
     req = codec_v2.decode_request(body, request.headers.get(codec_v2.HEADER_LENGTH))
     codec_v2.validate(req.inputs, spec.signature)
     codec_v2.check_requested_outputs(req.outputs, spec.signature)
     result = await meter.infer(
-        spec, req.inputs, parse_deadline(request.headers.get(DEADLINE_HEADER))
+        spec, req.inputs, parse_deadline(request.headers.get(DEADLINE_HEADER)), key
     )
     payload, header_length = codec_v2.encode_response(spec.model, spec.version, req, result.outputs)
     meter.output_data = payload

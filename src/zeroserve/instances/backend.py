@@ -8,7 +8,7 @@ run the same worker loop in actors.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from zeroserve.instances.spec import InstanceSpec
 from zeroserve.spec import Signature
@@ -86,8 +86,10 @@ class Instance(Protocol):
         """ "memory" or "cpu_limit" when it exited for going over that limit, else None."""
         ...
 
-    async def infer(self, inputs: Tensors) -> Tensors:
-        """Run one batch; raises ModelError or InstanceDied."""
+    async def infer(self, inputs: Tensors, requests: list[dict[str, Any]] | None = None) -> Tensors:
+        """Run one batch; raises ModelError or InstanceDied. `requests` describes the batch's
+        requests in order (rows, and the job id and idempotency key where there is one) for
+        a Python model whose predict takes it."""
         ...
 
     async def wait_closed(self) -> None:

@@ -183,14 +183,15 @@ class LocalInstance:
             return LimitExceeded(message, reason=self._limit_exceeded)
         return InstanceDied(message)
 
-    async def infer(self, inputs: Tensors) -> Tensors:
+    async def infer(self, inputs: Tensors, requests: list[dict[str, Any]] | None = None) -> Tensors:
         if not self.alive:
             raise InstanceDied(f"instance {self._exit_reason or 'closed its channel'}")
         request_id = next(self._ids)
         fut: asyncio.Future[Tensors] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = fut
         try:
-            self._writer.writelines(ipc.encode(ipc.Kind.INFER, request_id, None, inputs))
+            meta = {"requests": requests} if requests else None
+            self._writer.writelines(ipc.encode(ipc.Kind.INFER, request_id, meta, inputs))
             await self._writer.drain()
         except (ConnectionError, RuntimeError) as exc:
             # asyncio raises ConnectionError on a dead peer; uvloop raises RuntimeError

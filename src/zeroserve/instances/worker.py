@@ -78,7 +78,11 @@ class _Server:
     def _run(self, frame: ipc.Frame) -> None:
         try:
             t0 = time.perf_counter()
-            outputs = self._predictor.predict(frame.tensors)
+            requests = frame.meta.get("requests")
+            if getattr(self._predictor, "takes_requests", False):
+                outputs = self._predictor.predict(frame.tensors, requests or [])  # type: ignore[call-arg]
+            else:
+                outputs = self._predictor.predict(frame.tensors)
             meta = {"predict_ms": (time.perf_counter() - t0) * 1e3}
             reply = ipc.encode(ipc.Kind.RESULT, frame.request_id, meta, outputs)
         except Exception as exc:  # the model's own error goes back to its caller

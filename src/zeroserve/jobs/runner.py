@@ -195,7 +195,14 @@ class JobRunner:
         # A job's result is read back as JSON: binary output flags do not apply.
         req.binary_output = False
         req.outputs = [codec_v2.RequestedOutput(o.name, False) for o in req.outputs]
-        result = await self.platform.infer(spec, req.inputs)
+        # A Python model may ask for the batch's requests: the job's key is the same on every
+        # attempt, so a model with side effects can make them happen once.
+        context = {
+            "job_id": job.id,
+            "idempotency_key": job.idempotency_key or job.id,
+            "attempt": job.attempts,
+        }
+        result = await self.platform.infer(spec, req.inputs, context=context)
         payload, _ = codec_v2.encode_response(spec.model, spec.version, req, result.outputs)
         return payload
 

@@ -2,7 +2,10 @@
 
 The artifact is a `.py` file. The class is the one named by `python_class`, or else the single
 class in the file that defines both methods. `predict` takes a dict of named numpy arrays
-(the batch) and returns a dict of named arrays, or one array (named `output0`).
+(the batch) and returns a dict of named arrays, or one array (named `output0`). A `predict`
+with a second parameter also gets the batch's requests in order: a list of
+`{"rows": n, "job_id": ..., "idempotency_key": ..., "attempt": ...}` (the keys a request
+has; empty when none has any).
 The class may declare `inputs` / `outputs` as lists of {name, datatype, shape}; the gateway
 then validates requests against them.
 """
@@ -76,6 +79,9 @@ class PythonPredictor:
             self._model.load(str(path))
         except Exception as exc:
             raise LoadError(f"{cls.__name__}.load() failed: {type(exc).__name__}: {exc}") from exc
+        # predict(batch, requests): the model wants to know the batch's requests (rows, job
+        # id, idempotency key), e.g. to make its side effects idempotent.
+        self.takes_requests = _positional_params(self._model.predict) >= 2
         declared_in = getattr(self._model, "inputs", None)
         declared_out = getattr(self._model, "outputs", None)
         self.signature = Signature(
@@ -84,11 +90,23 @@ class PythonPredictor:
             inputs_known=bool(declared_in),
         )
 
-    def predict(self, inputs: Tensors) -> Tensors:
-        result = self._model.predict(inputs)
+    def predict(self, inputs: Tensors, requests: list[dict[str, Any]] | None = None) -> Tensors:
+        if self.takes_requests:
+            result = self._model.predict(inputs, requests or [])
+        else:
+            result = self._model.predict(inputs)
         if isinstance(result, dict):
             return {str(k): np.asarray(v) for k, v in result.items()}
         return {"output0": np.asarray(result)}
+
+
+def _positional_params(fn: Any) -> int:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return 1
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sum(1 for p in params if p.kind in kinds)
 
 
 def load(path: Path, options: dict[str, Any]) -> PythonPredictor:

@@ -132,6 +132,14 @@ def _limit_error(reason: str, message: str) -> Exception:
     return InstanceOutOfMemory(message) if reason == "memory" else InstanceCpuLimit(message)
 
 
+def _requests(batch: list[_Invocation]) -> list[dict[str, Any]] | None:
+    """Each request of the batch in order, with its rows and context; None when no request
+    has context (the common case costs nothing)."""
+    if all(inv.context is None for inv in batch):
+        return None
+    return [{"rows": inv.waiting().rows, **(inv.context or {})} for inv in batch]
+
+
 def _stack(batch: list[_Invocation]) -> Tensors:
     if len(batch) == 1:
         return batch[0].inputs
@@ -161,6 +169,8 @@ class _Invocation:
     future: asyncio.Future[Result]
     enqueued_at: float
     attempts: int = 0
+    # What the model may learn of the request (job id, idempotency key); None: nothing.
+    context: dict[str, Any] | None = None
 
     def waiting(self) -> Waiting:
         """How the batcher sees it: its rows, and what a batch mate must match."""
@@ -272,8 +282,14 @@ class Pool:
 
     # -- public ------------------------------------------------------------------------------
 
-    async def infer(self, inputs: Tensors, deadline_s: float | None = None) -> Result:
-        """Run one request; `deadline_s` (from now) bounds its wait for an instance."""
+    async def infer(
+        self,
+        inputs: Tensors,
+        deadline_s: float | None = None,
+        context: dict[str, Any] | None = None,
+    ) -> Result:
+        """Run one request; `deadline_s` (from now) bounds its wait for an instance;
+        `context` (job id, idempotency key) reaches a Python model that asks for it."""
         if self._closed:
             raise PoolClosed(f"version {self.version.version} of {self.version.model!r} is gone")
         if len(self._queue) >= self.version.scaling.max_queue:
@@ -287,7 +303,7 @@ class Pool:
             self._admit(deadline_s)
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Result] = loop.create_future()
-        inv = _Invocation(inputs, fut, self._clock())
+        inv = _Invocation(inputs, fut, self._clock(), context=context)
         self._queue.append(inv)
         if deadline_s is not None:
             timer = loop.call_later(deadline_s, self._expire, inv, deadline_s)
@@ -453,7 +469,8 @@ class Pool:
         try:
             started = self._clock()
             outputs = await asyncio.wait_for(
-                slot.instance.infer(_stack(batch)), timeout=self.version.timeout_s
+                slot.instance.infer(_stack(batch), _requests(batch)),
+                timeout=self.version.timeout_s,
             )
             # Moving averages feed the admission check: 0.2 weighs the last ~5 calls most.
             self._service_s += 0.2 * ((self._clock() - started) - self._service_s)
