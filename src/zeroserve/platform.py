@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from zeroserve.artifacts import ArtifactStore
+from zeroserve.artifacts.owners import ArtifactOwners
 from zeroserve.instances import Backend, InstanceSpec, LocalBackend, StartError
 from zeroserve.instances.forking import ForkServerBackend
 from zeroserve.metering import Metrics
@@ -89,6 +90,7 @@ class Platform:
         self._backlog_floor: dict[_Key, int] = {}  # instances wanted for queued jobs
         self.cache = ResponseCache()
         self.audit = AuditTrail(settings.state_dir / "audit.db")
+        self.owners = ArtifactOwners(settings.state_dir / "artifact-owners.db")
         self.secrets = _secret_store(settings)
         self._warm_task: asyncio.Task[None] | None = None
         self.started_at = time.time()
@@ -126,6 +128,7 @@ class Platform:
         await self.backend.close()
         self.registry.close()
         await self.audit.close()
+        self.owners.close()
         if self.secrets is not None:
             self.secrets.close()
 
@@ -153,8 +156,12 @@ class Platform:
             raise NotFound(f"model {name!r} has no version {version} (versions: {known})")
         return spec
 
-    async def upload(self, chunks: AsyncIterator[bytes]) -> tuple[str, int]:
-        return await self.store.put_stream(chunks, max_bytes=self.settings.max_artifact_bytes)
+    async def upload(self, chunks: AsyncIterator[bytes], actor: Actor = LOCAL) -> tuple[str, int]:
+        digest, size = await self.store.put_stream(
+            chunks, max_bytes=self.settings.max_artifact_bytes
+        )
+        self.owners.add(digest, actor.tenant)
+        return digest, size
 
     async def deploy(self, name: str, request: DeployRequest, actor: Actor = LOCAL) -> VersionSpec:
         try:
@@ -165,7 +172,7 @@ class Platform:
         if existing is not None and existing.tenant != actor.tenant:
             raise NameTaken(f"the model name {name!r} is taken; choose another")
         self._check_secrets(request.secrets, actor.tenant)
-        digest, size, filename = await self._resolve_artifact(request)
+        digest, size, filename = await self._resolve_artifact(request, actor)
         runtime = request.runtime or infer_runtime(filename)
         if runtime is None:
             raise DeployError(
@@ -238,20 +245,25 @@ class Platform:
             return {}
         return {n: self.secrets.get(tenant, n).reveal() for n in names}
 
-    async def _resolve_artifact(self, request: DeployRequest) -> tuple[str, int, str]:
+    async def _resolve_artifact(self, request: DeployRequest, actor: Actor) -> tuple[str, int, str]:
         ref = request.artifact
         if ref.sha256 is not None:
-            if not self.store.exists(ref.sha256):
+            # Another tenant's artifact is answered as a missing one: digests do not leak.
+            if not self.store.exists(ref.sha256) or not self.owners.may_use(
+                ref.sha256, actor.tenant
+            ):
                 raise DeployError(
                     f"artifact sha256:{ref.sha256} is not in the store; upload it first"
                     " (PUT /api/artifacts)"
                 )
+            self.owners.add(ref.sha256, actor.tenant)
             return ref.sha256, self.store.size(ref.sha256), ref.filename or ref.sha256[:12]
         assert ref.uri is not None
         # ArtifactError propagates: the gateway answers 413 for an oversized one, else 422.
         digest, size = await asyncio.to_thread(
             self.store.put_uri, ref.uri, max_bytes=self.settings.max_artifact_bytes
         )
+        self.owners.add(digest, actor.tenant)
         return digest, size, ref.filename or ref.uri.rstrip("/").rsplit("/", 1)[-1]
 
     async def _inspect(

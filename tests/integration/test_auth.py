@@ -170,6 +170,12 @@ def test_tenants_cannot_see_each_others_models_jobs_metrics_or_audit(
         assert audit_b
         assert all(e["tenant"] == "beta" for e in audit_b)
         assert any(e["action"] == "model.deploy" for e in ca.get("/api/audit").json()["entries"])
+        # Another tenant's artifact, by its digest, is as if it were not in the store; the
+        # same bytes uploaded by this tenant are its own.
+        stolen = cb.post("/api/models/iris-b/versions", json=deploy)
+        assert stolen.status_code == 422
+        assert "not in the store" in stolen.json()["error"]
+        assert cb.put("/api/artifacts", content=iris_models["onnx"].read_bytes()).status_code == 201
         # Idempotency keys are per tenant: the same key in another tenant is another request.
         assert cb.post("/api/models/iris-b/versions", json=deploy).status_code == 201
         k = {"Idempotency-Key": "order-1"}

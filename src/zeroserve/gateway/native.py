@@ -44,7 +44,7 @@ async def json_model(request: Request, model: type[BaseModel], allow_empty: bool
 
 
 async def upload_artifact(request: Request) -> Response:
-    require(request, "models.deploy")
+    principal = require(request, "models.deploy")
     platform = platform_of(request)
     limit = platform.settings.max_artifact_bytes
     declared = request.headers.get("content-length")
@@ -56,7 +56,7 @@ async def upload_artifact(request: Request) -> Response:
             yield chunk
 
     try:
-        digest, size = await platform.upload(chunks())
+        digest, size = await platform.upload(chunks(), principal.actor)
     except Exception as exc:
         raise to_api_error(exc) from None
     return json_response({"sha256": digest, "size": size}, status=201)
