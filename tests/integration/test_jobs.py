@@ -204,6 +204,14 @@ def test_bad_job_requests_get_clear_errors(server: Server, iris_models: dict[str
         assert c.get("/api/jobs", params={"status": "lost"}).status_code == 400
         assert c.get("/api/jobs", params={"limit": "0"}).status_code == 400
         assert c.get("/api/jobs", params={"cursor": "x"}).status_code == 400
+        # A trigger on a folder that is not there is refused now, not logged every second.
+        missing = {"name": "t", "model": "iris", "watch": "/no/such/folder"}
+        r = c.post("/api/triggers", json=missing)
+        assert r.status_code == 422
+        assert "/no/such/folder" in r.json()["error"]
+        assert c.get("/api/triggers").json()["triggers"] == []
+        for bad in ("inf", "nan", "-1", "x"):
+            assert c.get("/api/audit", params={"limit": bad}).status_code == 400, bad
 
 
 def test_only_a_queued_job_can_be_cancelled(server: Server, tmp_path: Path) -> None:

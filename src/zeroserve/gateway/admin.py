@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import time
 from dataclasses import asdict
@@ -179,9 +180,12 @@ def _number(request: Request, name: str, default: float | None) -> float | None:
     if raw is None:
         return default
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
-        raise ApiError(400, f"{name} {raw!r} must be a number") from None
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise ApiError(400, f"{name} {raw!r} must be a non-negative number")
+    return value
 
 
 async def audit_list(request: Request) -> Response:

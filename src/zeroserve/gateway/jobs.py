@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
+import fsspec
 from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import Response
@@ -179,6 +181,9 @@ async def add_trigger(request: Request) -> Response:
         raise ApiError(422, "output must differ from watch: results would become new jobs")
     platform = platform_of(request)
     record = model_for(request, platform, body.model, "models.invoke")
+    for location in (body.watch, body.output):
+        if location is not None and not await asyncio.to_thread(_listable, location):
+            raise ApiError(422, f"{location!r} is not a folder the platform can list")
     try:
         platform.version(body.model, body.version)
         trigger = Trigger(
@@ -200,6 +205,15 @@ async def add_trigger(request: Request) -> Response:
 async def _triggers(request: Request) -> list[Trigger]:
     principal = require(request, "models.deploy")
     return await jobs_of(request).triggers(None if principal.admin else principal.tenant)
+
+
+def _listable(location: str) -> bool:
+    """A folder the platform can read now (a typo is refused, not logged every second)."""
+    try:
+        fs, path = fsspec.core.url_to_fs(location)
+        return bool(fs.isdir(path))
+    except Exception:  # any filesystem's error means: not usable
+        return False
 
 
 async def list_triggers(request: Request) -> Response:
